@@ -1,0 +1,50 @@
+import subprocess
+import sys
+
+import pytest
+
+from worldrl.cli import build_parser, main
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "envs" in out and "demo" in out
+
+
+@pytest.mark.parametrize("command", ["envs", "demo"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    assert "usage: worldrl " + command in capsys.readouterr().out
+
+
+def test_envs_lists_spaces(capsys):
+    assert main(["envs", "cartpole_balance"]) == 0
+    out = capsys.readouterr().out
+    assert "worldrl/dmc-cartpole_balance-v0" in out and "Box(0..255, (64, 64, 3), uint8)" in out
+    assert "Box(-1..1, (1,), float32)" in out
+
+
+def test_envs_ids_only_and_no_match(capsys):
+    assert main(["envs", "--suite", "atari", "--ids-only"]) == 0
+    assert "worldrl/atari-ms_pacman-v0" in capsys.readouterr().out.split()
+    assert main(["envs", "no_such_env"]) == 1
+
+
+def test_console_script_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "worldrl.cli", "envs", "--ids-only", "--suite", "manip"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "worldrl/manip-reach_site-v0" in result.stdout
+
+
+def test_demo_writes_a_gif_per_suite(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--steps", "5"]) == 0
+    written = sorted(p.name for p in tmp_path.glob("*.gif"))
+    assert written == ["atari.gif", "dmc.gif", "manip.gif"]
+    assert "rlbench" in capsys.readouterr().out

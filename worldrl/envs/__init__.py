@@ -1,0 +1,9 @@
+"""Environments behind the Gymnasium API: DMC, Atari, Jaco manipulation and RLBench."""
+
+from worldrl.envs.headless import configure_mujoco_gl
+
+configure_mujoco_gl()  # before anything imports dm_control or mujoco
+
+from worldrl.envs.registration import closest_ids, make, register_envs, registered_ids  # noqa: E402
+
+__all__ = ["closest_ids", "make", "register_envs", "registered_ids"]
