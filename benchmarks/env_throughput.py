@@ -31,7 +31,7 @@ import worldrl  # noqa: F401  (sets MUJOCO_GL before dm_control loads; registers
 
 SUITES = {
     "dmc": {"env_id": "worldrl/dmc-walker_walk-v0", "steps": 200},
-    "atari": {"env_id": "worldrl/atari-pong-v0", "steps": 2000},
+    "atari": {"env_id": "worldrl/atari-pong-v0", "steps": 4000},
 }
 
 
@@ -90,14 +90,18 @@ def _raw_worker(args: tuple[str, int, int]) -> float:
     return RAW_LOOPS[suite](steps, seed)
 
 
+def _fresh(fn, *args):
+    """Run ``fn(*args)`` in a new process: measurements in one long-lived process drift
+    (a raw ALE loop ran 10% slower after other envs had been made and closed)."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
 def raw_throughput(suite: str, num_envs: int, steps: int, parallel: bool) -> float:
     """Total steps/s of ``num_envs`` raw loops, one after another or in separate processes."""
     jobs = [(suite, steps, seed) for seed in range(num_envs)]
     if not parallel:
-        start = time.perf_counter()
-        for job in jobs:
-            _raw_worker(job)
-        return num_envs * steps / (time.perf_counter() - start)
+        return num_envs * steps / sum(steps / _fresh(_raw_worker, job) for job in jobs)
     with mp.get_context("spawn").Pool(num_envs) as pool:
         rates = pool.map(_raw_worker, jobs)
     # Each process timed its own loop; with no communication they overlap fully.
@@ -105,6 +109,10 @@ def raw_throughput(suite: str, num_envs: int, steps: int, parallel: bool) -> flo
 
 
 def worldrl_throughput(suite: str, num_envs: int, steps: int, mode: str) -> float:
+    return _fresh(_worldrl_worker, suite, num_envs, steps, mode)
+
+
+def _worldrl_worker(suite: str, num_envs: int, steps: int, mode: str) -> float:
     """Total steps/s of ``gym.make_vec`` (or ``gym.make`` for one env in sync mode)."""
     import gymnasium as gym
 
@@ -158,8 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--suites", nargs="+", choices=sorted(SUITES), default=sorted(SUITES))
     parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--modes", nargs="+", choices=["sync", "async"], default=["sync", "async"])
-    parser.add_argument("--steps", type=int, help="agent steps per env (default: 200 for DMC, 2000 for Atari)")
-    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs, alternating raw and worldrl")
+    parser.add_argument("--steps", type=int, help="agent steps per env (default: 200 for DMC, 4000 for Atari)")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs, alternating raw and worldrl, each in a fresh process")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "env_throughput.json"))
     args = parser.parse_args(argv)
 
@@ -167,8 +175,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'suite':<6} {'mode':<6} {'envs':>4} {'raw steps/s':>12} {'worldrl steps/s':>16} {'overhead':>9}")
     for suite in args.suites:
         steps = args.steps or SUITES[suite]["steps"]
-        raw_throughput(suite, 1, steps // 10, parallel=False)  # warm-up: imports, GL context, ROM load
-        worldrl_throughput(suite, 1, steps // 10, "sync")
         for mode in args.modes:
             for num_envs in args.num_envs:
                 raw, ours = 0.0, 0.0

@@ -1,89 +1,24 @@
-"""The ``worldrl`` command: one subcommand per job, each with ``--help``."""
+"""The ``worldrl`` command: one subcommand per job (``worldrl/commands``), each with ``--help``."""
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
+import importlib
 import sys
 from collections.abc import Sequence
 
-
-def describe_space(space) -> str:
-    """One line per space: Box bounds collapse to their range, so the arm's 9-D bounds stay readable."""
-    from gymnasium import spaces
-
-    if isinstance(space, spaces.Box):
-        low, high = space.low.min(), space.high.max()
-        bounds = f"{low:g}..{high:g}" if space.is_bounded() else "unbounded"
-        return f"Box({bounds}, {space.shape}, {space.dtype})"
-    if isinstance(space, spaces.Dict):
-        return "Dict(" + ", ".join(f"{k}: {describe_space(v)}" for k, v in space.spaces.items()) + ")"
-    return str(space)
-
-
-def _envs(args: argparse.Namespace) -> int:
-    import gymnasium as gym
-    from absl import logging as absl_logging
-    from tqdm import tqdm
-
-    import worldrl
-
-    ids = worldrl.registered_ids(args.suite)
-    if args.pattern:
-        ids = [i for i in ids if fnmatch.fnmatch(i, f"*{args.pattern}*")]
-    if not ids:
-        print(f"no registered id matches {args.pattern!r}", file=sys.stderr)
-        return 1
-    if args.ids_only:
-        print("\n".join(ids))
-        return 0
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    rows = []
-    for env_id in tqdm(ids, desc="reading spaces", unit="env", file=sys.stderr, disable=len(ids) < 5):
-        try:
-            env = gym.make(env_id)
-        except ImportError as error:
-            rows.append((env_id, f"unavailable: {str(error).splitlines()[0]}", ""))
-            continue
-        rows.append((env_id, describe_space(env.observation_space), describe_space(env.action_space)))
-        env.close()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'id':<{width}}  observation space | action space")
-    for env_id, obs_space, act_space in rows:
-        print(f"{env_id:<{width}}  {obs_space} | {act_space}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from worldrl.demo import run_demo
-
-    run_demo(args.out, steps=args.steps, seed=args.seed)
-    return 0
+from worldrl.commands import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="worldrl", description="Reinforcement learning with video world models."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    envs = commands.add_parser(
-        "envs", help="list the registered environment ids with their spaces",
-        description="List the registered worldrl/... ids with their observation and action spaces.",
-    )
-    envs.add_argument("pattern", nargs="?", help="only ids containing this text (glob wildcards allowed)")
-    envs.add_argument("--suite", choices=["dmc", "atari", "manip", "rlbench"], help="only this suite")
-    envs.add_argument("--ids-only", action="store_true", help="print the ids without making each env")
-    envs.set_defaults(run=_envs)
-
-    demo = commands.add_parser(
-        "demo", help="run the demo (for now: a short episode per suite, saved as GIFs)",
-        description="Run a short random-policy episode in each suite and save it as a GIF.",
-    )
-    demo.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--steps", type=int, default=100, help="agent steps per episode (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.set_defaults(run=_demo)
+    parser = argparse.ArgumentParser(prog="worldrl", description="Reinforcement learning with video world models.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"worldrl.commands.{name.replace('-', '_')}")
+        summary = module.HELP
+        sub = subparsers.add_parser(name, help=summary, description=module.__doc__ or summary)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
     return parser
 
 

@@ -1,0 +1,8 @@
+"""One module per ``worldrl`` subcommand.
+
+Each module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules import heavy dependencies inside ``run`` so that
+``worldrl --help`` stays fast. Add a command by adding its module name here.
+"""
+
+COMMANDS = ("envs", "demo")
