@@ -90,11 +90,23 @@ def _raw_worker(args: tuple[str, int, int]) -> float:
     return RAW_LOOPS[suite](steps, seed)
 
 
+def _call_into(queue, fn, args) -> None:
+    queue.put(fn(*args))
+
+
 def _fresh(fn, *args):
-    """Run ``fn(*args)`` in a new process: measurements in one long-lived process drift
-    (a raw ALE loop ran 10% slower after other envs had been made and closed)."""
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
+    """Run ``fn(*args)`` in a new (non-daemonic, so it may start async envs) process.
+
+    Measurements in one long-lived process drift: a raw ALE loop ran 10% slower
+    after other envs had been made and closed in the same process.
+    """
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_call_into, args=(queue, fn, args))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
 
 
 def raw_throughput(suite: str, num_envs: int, steps: int, parallel: bool) -> float:

@@ -139,7 +139,16 @@ class EpisodeBuilder:
         self._steps: dict[str, list[Any]] = {}
 
     def __len__(self) -> int:
-        return len(self._steps.get("image", ())) - 1
+        """Agent steps so far."""
+        return max(0, len(self._steps.get("image", ())) - 1)
+
+    @property
+    def started(self) -> bool:
+        """Whether ``add_reset`` began an episode that has not been cleared."""
+        return bool(self._steps)
+
+    def clear(self) -> None:
+        self._steps = {}
 
     def _append_obs(self, obs: Any) -> None:
         if isinstance(obs, Mapping):
