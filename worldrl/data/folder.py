@@ -16,14 +16,16 @@ both atomically, so a crash loses at most the episode being written.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ from worldrl.data.episode import Episode, EpisodeError, episode_return, load_epi
 INDEX_FILE = "dataset.json"
 DERIVED_KEYS = ("count", "frames", "mean_return", "episodes")
 EPISODE_PATTERN = re.compile(r"^episode_(\d{6,})\.npz$")
+# Errors of os.link that mean "this filesystem cannot hard-link here", not "the source is missing".
+LINK_UNSUPPORTED = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,50 @@ class EpisodeFolder:
         )
         self.infos.append(info)
         self.write_index()
+        return info
+
+    def add_file(self, src_path: str | Path, mode: str = "copy", update_index: bool = True) -> EpisodeInfo:
+        """Add an existing episode file as the next file (``mode`` "copy" or "link"); returns its entry.
+
+        The file is indexed (``reward`` and the ``image`` header only) before
+        anything is written, so a corrupt file raises :class:`EpisodeError` and
+        leaves the folder unchanged. ``"link"`` makes a hard link, so both
+        names share one copy on disk (episodes are never edited in place); where
+        the filesystem cannot hard-link (another filesystem, or none supported)
+        it warns and copies. Copies are atomic like :func:`save_episode`.
+        ``update_index=False`` skips rewriting ``dataset.json``, for callers
+        adding many files who call :meth:`write_index` once at the end.
+        """
+        if mode not in ("copy", "link"):
+            raise ValueError(f"mode must be 'copy' or 'link', not {mode!r}")
+        src_path = Path(src_path)
+        info = read_info(src_path)
+        if self.infos and info.image_shape != self.image_shape:
+            raise ValueError(
+                f"{src_path}: episode frames are {info.image_shape}, the folder {self.path}'s are {self.image_shape}"
+            )
+        dst = self.path / self.next_file()
+        if mode == "link":
+            try:
+                os.link(src_path, dst)
+            except OSError as error:
+                if error.errno not in LINK_UNSUPPORTED:
+                    raise
+                warnings.warn(f"cannot hard-link episodes into {self.path} ({error.strerror}); copying them instead")
+                mode = "copy"
+        if mode == "copy":
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{dst.stem}.", suffix=".npz.tmp")
+            os.close(fd)
+            try:
+                shutil.copyfile(src_path, tmp)
+                os.replace(tmp, dst)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        info = replace(info, file=dst.name)
+        self.infos.append(info)
+        if update_index:
+            self.write_index()
         return info
 
     def write_index(self) -> None:
