@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--modes", nargs="+", choices=["sync", "async"], default=["sync", "async"])
     parser.add_argument("--steps", type=int, help="agent steps per env (default: 200 for DMC, 4000 for Atari)")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs, alternating raw and worldrl, each in a fresh process")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="best of this many runs, alternating raw and worldrl, each in a fresh process")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "env_throughput.json"))
     args = parser.parse_args(argv)
 

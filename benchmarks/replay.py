@@ -122,7 +122,6 @@ def bench_replay(capacity: int, num_envs: int, seconds: float) -> list[dict]:
     ours = rate(lambda: buffer.sample_transitions(batch, n_step, 0.99, stack), seconds)
     raw = rate(lambda: np.take(images, rng.integers(buffer.capacity, size=frames), axis=0), seconds)
     rows.append(speed_row(f"transition batches/s (B={batch}, n_step={n_step}, frame_stack={stack})", ours, raw))
-    del buffer, images
 
     step = {key: np.repeat(value[1:2], num_envs, axis=0) for key, value in template.items()}
     adder = ReplayBuffer(num_envs * 1000, SHAPE, ACTION_DIM, num_envs)

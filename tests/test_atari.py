@@ -243,3 +243,60 @@ def test_gym_make_time_limit_is_configurable():
     env.reset(seed=0)
     assert [env.step(0)[3] for _ in range(2)] == [False, True]
     assert gym.spec(PONG).max_episode_steps == 27_000
+
+
+def test_state_obs_is_the_ram():
+    env = gym.make(PONG, obs_type="state")
+    assert env.observation_space == gym.spaces.Box(0, 255, (128,), np.uint8)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (128,) and obs.dtype == np.uint8 and obs in env.observation_space
+    assert np.array_equal(obs, env.unwrapped.ale.getRAM())
+    obs2, *_ = env.step(2)
+    assert np.array_equal(obs2, env.unwrapped.ale.getRAM())
+    assert not np.shares_memory(obs, obs2)  # each observation is its own copy
+    # RIGHT moves Pong's paddle (RAM byte 51) up.
+    for _ in range(5):
+        obs3, *_ = env.step(2)
+    assert obs3[51] < obs[51]
+
+
+def test_pixels_plus_state_is_a_dict_and_passes_the_checkers():
+    env = gym.make(PONG, obs_type="pixels+state", grayscale=True)
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Dict) and set(space.spaces) == {"pixels", "state"}
+    assert space["pixels"].shape == (64, 64, 1) and space["state"].shape == (128,)
+    obs, _ = env.reset(seed=0)
+    assert obs in space
+    gym_check_env(env.unwrapped)
+    sb3_check_env(env.unwrapped)
+
+
+def test_state_and_pixels_see_the_same_game():
+    """The same seed and actions give the same RAM and rewards with or without pixels, and the same frames."""
+    runs = {}
+    for obs_type in ("state", "pixels", "pixels+state"):
+        env = AtariEnv("pong", obs_type=obs_type)
+        obs, _ = env.reset(seed=5)
+        observations, rewards = [obs], []
+        for t in range(300):
+            obs, reward, *_ = env.step((t // 5) % 6)
+            observations.append(obs)
+            rewards.append(reward)
+        runs[obs_type] = observations, rewards
+    state, pixels, both = runs["state"], runs["pixels"], runs["pixels+state"]
+    assert state[1] == pixels[1] == both[1]
+    assert all(np.array_equal(s, b["state"]) for s, b in zip(state[0], both[0]))
+    assert all(np.array_equal(p, b["pixels"]) for p, b in zip(pixels[0], both[0]))
+
+
+def test_same_seed_same_ram_different_seed_differs():
+    a = rollout(gym.make(PONG, obs_type="state"), seed=3)
+    b = rollout(gym.make(PONG, obs_type="state"), seed=3)
+    c = rollout(gym.make(PONG, obs_type="state"), seed=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_invalid_obs_type():
+    with pytest.raises(ValueError, match="obs_type='ram'.*'pixels', 'state', 'pixels\\+state'"):
+        AtariEnv("pong", obs_type="ram")

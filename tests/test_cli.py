@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from worldrl.cli import build_parser, main
+from worldrl.commands import COMMANDS
 
 
 def test_help_lists_subcommands(capsys):
@@ -14,7 +15,7 @@ def test_help_lists_subcommands(capsys):
     assert "envs" in out and "demo" in out
 
 
-@pytest.mark.parametrize("command", ["envs", "demo"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([command, "--help"])
@@ -48,3 +49,24 @@ def test_demo_writes_a_gif_per_suite(tmp_path, capsys):
     written = sorted(p.name for p in tmp_path.glob("*.gif"))
     assert written == ["atari.gif", "dmc.gif", "manip.gif"]
     assert "rlbench" in capsys.readouterr().out
+
+
+def test_collect_scripted_oracle_records_pixels_and_state(tmp_path, capsys):
+    out = tmp_path / "pong"
+    args = ["collect", "--env", "worldrl/atari-pong-v0", "--policy", "scripted:pong", "--episodes", "1",
+            "--out", str(out), "--env-arg", "max_episode_steps=40", "--seed", "3"]
+    assert main(args) == 0
+    assert "1 episodes in all" in capsys.readouterr().out
+    from worldrl.data import EpisodeFolder
+
+    folder = EpisodeFolder(out)
+    episode = folder[0]
+    assert episode["image"].shape[1:] == (64, 64, 3) and episode["state"].shape[1:] == (128,)
+    assert main(args) == 0
+    assert len(EpisodeFolder(out)) == 2
+
+
+def test_collect_rejects_malformed_env_arg(tmp_path):
+    with pytest.raises(SystemExit, match="key=value"):
+        main(["collect", "--env", "worldrl/atari-pong-v0", "--episodes", "1", "--out", str(tmp_path),
+              "--env-arg", "size"])

@@ -10,6 +10,7 @@ from worldrl.data.episode import (
     validate_episode,
 )
 from worldrl.data.folder import EpisodeFolder, EpisodeInfo
+from worldrl.data.replay import ReplayBuffer
 
 __all__ = [
     "Episode",
@@ -17,8 +18,19 @@ __all__ = [
     "EpisodeError",
     "EpisodeFolder",
     "EpisodeInfo",
+    "ReplayBuffer",
+    "VideoClipDataset",
     "episode_return",
     "load_episode",
     "save_episode",
     "validate_episode",
 ]
+
+
+def __getattr__(name: str):
+    """``VideoClipDataset`` imports torch; load it on first use so the data layer stays light."""
+    if name == "VideoClipDataset":
+        from worldrl.data.clips import VideoClipDataset
+
+        return VideoClipDataset
+    raise AttributeError(f"module 'worldrl.data' has no attribute {name!r}")

@@ -28,14 +28,14 @@ so a crash never leaves a half-written episode under its final name.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from worldrl.atomic import atomic_write
 
 REQUIRED_KEYS = ("image", "action", "reward", "is_first", "is_last", "is_terminal")
 OPTIONAL_KEYS = ("state", "task_reward", "task_id")
@@ -86,18 +86,7 @@ def save_episode(path: str | Path, episode: Mapping[str, np.ndarray]) -> Path:
     """Validate and write ``episode`` to ``path`` (``.npz``) atomically; return the path."""
     path = Path(path)
     validate_episode(episode, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **episode)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda file: np.savez_compressed(file, **episode))
 
 
 def load_episode(path: str | Path, keys: tuple[str, ...] | None = None) -> Episode:

@@ -20,8 +20,6 @@ import errno
 import json
 import os
 import re
-import shutil
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from worldrl.atomic import copy_atomic, write_json_atomic
 from worldrl.data.episode import Episode, EpisodeError, episode_return, load_episode, save_episode
 
 INDEX_FILE = "dataset.json"
@@ -50,18 +49,6 @@ class EpisodeInfo:
     episode_return: float
     task_return: float | None = None
     task_id: int | None = None
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _image_shape(path: Path) -> tuple[int, ...]:
@@ -227,14 +214,7 @@ class EpisodeFolder:
                 warnings.warn(f"cannot hard-link episodes into {self.path} ({error.strerror}); copying them instead")
                 mode = "copy"
         if mode == "copy":
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{dst.stem}.", suffix=".npz.tmp")
-            os.close(fd)
-            try:
-                shutil.copyfile(src_path, tmp)
-                os.replace(tmp, dst)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            copy_atomic(src_path, dst)
         info = replace(info, file=dst.name)
         self.infos.append(info)
         if update_index:

@@ -35,8 +35,6 @@ loader keeps episodes per worker, and its memory grows with them).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from worldrl.atomic import atomic_write
 from worldrl.data.episode import DTYPES, validate_episode
 from worldrl.data.folder import EpisodeFolder
 
@@ -488,21 +487,11 @@ class ReplayBuffer:
     def save(self, path: str | Path) -> Path:
         """Write the state to ``path``, one uncompressed ``.npz``, atomically (a temp file, then ``os.replace``)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {key: value for key, value in self.state_dict().items() if key != "arrays"}
         meta["count"] = self.count.tolist()
         members = {META_MEMBER: np.frombuffer(json.dumps(meta).encode(), np.uint8), **self._all_arrays()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **members)  # stored, not deflated: load() streams members into place
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        # Stored, not deflated: load() streams members into place.
+        return atomic_write(path, lambda file: np.savez(file, **members))
 
     def load(self, path: str | Path) -> None:
         """Restore a :meth:`save` file, streaming each array into the preallocated storage in small chunks.

@@ -6,6 +6,9 @@ DreamerV3 and the standard Atari benchmarks use: sticky actions (probability
 pixel-wise max over the last two emulator frames, an area-interpolated resize
 (64x64 RGB by default), up to 30 no-op frames at reset, the minimal action set
 and a limit of 27,000 agent steps (108,000 emulator frames).
+
+``obs_type="state"`` observes the console's 128 bytes of RAM instead of pixels
+(what scripted task oracles read), and ``"pixels+state"`` both, as a dict.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import numpy as np
 from ale_py import roms
 from gymnasium import spaces
 
-from worldrl.envs.dm_control_base import check_choice, parse_size
+from worldrl.envs.dm_control_base import OBS_TYPES, check_choice, parse_size
 from worldrl.envs.registration import register
 
 NATIVE_SIZE = (210, 160)
 MAX_EPISODE_STEPS = 27_000
 EMULATOR_FPS = 60
+RAM_SIZE = 128
 
 # Score areas of the native 210x160 frame as (rows, columns) slices, found by
 # looking at frames of random play. Most span the full width so that scores with
@@ -66,11 +70,14 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 class AtariEnv(gym.Env):
-    """One ALE game with pixel observations.
+    """One ALE game with pixel and/or RAM observations.
 
     Each :meth:`step` repeats the action for ``frame_skip`` emulator frames,
     summing the rewards, and observes the pixel-wise max of the last two frames
-    resized to ``size``. Actions are ints in ``Discrete(n)``; anything else
+    resized to ``size``. ``obs_type`` picks the observation: ``"pixels"`` (that
+    image), ``"state"`` (the 128-byte RAM after the last frame, uint8; the screen
+    is then never read, which makes stepping cheaper) or ``"pixels+state"`` (a
+    dict with both). Actions are ints in ``Discrete(n)``; anything else
     raises ValueError (discrete actions are never clipped). ``info`` holds
     ``lives``, ``life_loss`` (a life was lost this step) and ``task_reward``.
 
@@ -94,6 +101,7 @@ class AtariEnv(gym.Env):
         self,
         game: str,
         *,
+        obs_type: str = "pixels",
         size: int | tuple[int, int] = 64,
         grayscale: bool = False,
         frame_skip: int = 4,
@@ -126,12 +134,14 @@ class AtariEnv(gym.Env):
                 f"repeat_action_probability must be a number in [0, 1], got {repeat_action_probability!r}"
             )
         check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
+        check_choice("obs_type", obs_type, OBS_TYPES)
         if mask_scoreboard and game not in SCOREBOARD_REGIONS:
             raise ValueError(
                 f"mask_scoreboard=True: no scoreboard region is defined for {game!r}; "
                 f"games with one: {', '.join(sorted(SCOREBOARD_REGIONS))}"
             )
         self.game = game
+        self.obs_type = obs_type
         self.grayscale = bool(grayscale)
         self.repeat_action_probability = float(repeat_action_probability)
         self.full_action_space = bool(full_action_space)
@@ -152,7 +162,15 @@ class AtariEnv(gym.Env):
         self._actions = list(actions)
         self.action_space = spaces.Discrete(len(self._actions))
         channels = 1 if self.grayscale else 3
-        self.observation_space = spaces.Box(0, 255, (*self.size, channels), np.uint8)
+        pixel_space = spaces.Box(0, 255, (*self.size, channels), np.uint8)
+        state_space = spaces.Box(0, 255, (RAM_SIZE,), np.uint8)
+        self.observation_space = {
+            "pixels": pixel_space,
+            "state": state_space,
+            "pixels+state": spaces.Dict({"pixels": pixel_space, "state": state_space}),
+        }[obs_type]
+        self._pixels = obs_type != "state"
+        self._ram = np.zeros(RAM_SIZE, np.uint8)
 
         buffer_shape = NATIVE_SIZE if self.grayscale else (*NATIVE_SIZE, 3)
         self._buffers = (np.zeros(buffer_shape, np.uint8), np.zeros(buffer_shape, np.uint8))
@@ -173,14 +191,27 @@ class AtariEnv(gym.Env):
         for region in self._masks:
             buffer[region] = 0
 
-    def _observation(self, frame: np.ndarray) -> np.ndarray:
+    def _image(self, frame: np.ndarray) -> np.ndarray:
         obs = cv2.resize(frame, self._cv_size, interpolation=cv2.INTER_AREA) if self._resize else frame.copy()
         return obs[:, :, None] if self.grayscale else obs
+
+    def _state(self) -> np.ndarray:
+        self.ale.getRAM(self._ram)
+        return self._ram.copy()
+
+    def _observation(self, frame: np.ndarray | None) -> np.ndarray | dict[str, np.ndarray]:
+        if self.obs_type == "pixels":
+            return self._image(frame)
+        if self.obs_type == "state":
+            return self._state()
+        return {"pixels": self._image(frame), "state": self._state()}
 
     def _info(self, life_loss: bool, reward: float) -> dict[str, Any]:
         return {"lives": self._lives, "life_loss": life_loss, "task_reward": reward}
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray | dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
             self._load_rom(int(self.np_random.integers(2**31)))
@@ -194,8 +225,10 @@ class AtariEnv(gym.Env):
                     self.ale.reset_game()
         self._lives = self.ale.lives()
         self._steps = 0
-        frame = self._buffers[0]
-        self._grab(frame)
+        frame = None
+        if self._pixels:
+            frame = self._buffers[0]
+            self._grab(frame)
         return self._observation(frame), self._info(False, 0.0)
 
     def _action_index(self, action: Any) -> int:
@@ -217,8 +250,18 @@ class AtariEnv(gym.Env):
             )
         return action
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        ale_action = self._actions[self._action_index(action)]
+    def _act(self, ale_action: ale_py.Action) -> tuple[int, bool]:
+        """Repeat the action without reading the screen; (summed reward, game over)."""
+        act, game_over = self.ale.act, self.ale.game_over
+        reward = 0
+        for _ in range(self.frame_skip):
+            reward += act(ale_action)
+            if game_over():
+                return reward, True
+        return reward, False
+
+    def _act_and_grab(self, ale_action: ale_py.Action) -> tuple[int, bool, np.ndarray]:
+        """Repeat the action, grabbing only the last two frames; (summed reward, game over, max-pooled frame)."""
         act, game_over, grab = self.ale.act, self.ale.game_over, self._grab
         first, second = self._buffers
         last = self.frame_skip - 1
@@ -239,6 +282,14 @@ class AtariEnv(gym.Env):
             frame = first
             if i < last - 1:
                 grab(frame)
+        return reward, over, frame
+
+    def step(self, action: Any) -> tuple[np.ndarray | dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        ale_action = self._actions[self._action_index(action)]
+        if self._pixels:
+            reward, over, frame = self._act_and_grab(ale_action)
+        else:
+            (reward, over), frame = self._act(ale_action), None
         lives = self.ale.lives()
         life_loss = lives < self._lives
         self._lives = lives
