@@ -20,3 +20,51 @@ def rollout(env, steps: int, seed: int):
 @pytest.fixture
 def seeded_rollout():
     return rollout
+
+
+def real_dmc_video(num_frames: int, size: int = 64):
+    """float video [1, 3, T, size, size] in [-1, 1] of seeded random cartpole steps (real rendered frames)."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from worldrl.models.tokenizers import frames_to_float
+
+    env = gym.make("worldrl/dmc-cartpole_balance-v0", size=size)
+    env.action_space.seed(0)
+    frames = [env.reset(seed=0)[0]]
+    while len(frames) < num_frames:
+        frames.append(env.step(env.action_space.sample())[0])
+    env.close()
+    return frames_to_float(torch.from_numpy(np.stack(frames))[None])
+
+
+def fit_reconstruction(model, video, steps: int, lr: float = 2e-3) -> list[float]:
+    """Adam on L1 + quantizer loss for ``steps`` steps, single-threaded; the L1 error of each step."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        errors = []
+        for _ in range(steps):
+            out = model(video)
+            error = (out.reconstruction - video).abs().mean()
+            optimizer.zero_grad()
+            (error + out.quantizer.loss).backward()
+            optimizer.step()
+            errors.append(error.item())
+    finally:
+        torch.set_num_threads(threads)
+    return errors
+
+
+@pytest.fixture
+def dmc_video():
+    return real_dmc_video
+
+
+@pytest.fixture
+def fit():
+    return fit_reconstruction

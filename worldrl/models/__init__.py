@@ -1,0 +1,1 @@
+"""Video models: quantizers, tokenizers (uint8 video <-> integer codes) and predictors."""
