@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import machine
 
 import worldrl  # noqa: F401  (sets MUJOCO_GL before dm_control loads; registers ids)
 
@@ -152,25 +151,6 @@ def _worldrl_worker(suite: str, num_envs: int, steps: int, mode: str) -> float:
     rate = num_envs * steps / (time.perf_counter() - start)
     envs.close()
     return rate
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "mujoco_gl": os.environ.get("MUJOCO_GL"),
-    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from common import machine
 
 from worldrl.data.episode import load_episode
 from worldrl.data.folder import EpisodeFolder
@@ -32,19 +32,6 @@ from worldrl.data.replay import ReplayBuffer
 
 SHAPE = (64, 64, 3)
 ACTION_DIM = 6
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__}
 
 
 def rss_bytes() -> int:
