@@ -1,0 +1,46 @@
+"""Video predictors: likelihood, streaming likelihood and sampling of tokenizer codes.
+
+- :class:`~worldrl.models.predictors.videogpt.VideoGPT`: autoregressive prior over each frame's codes (VIPER).
+- :class:`~worldrl.models.predictors.maskgit.MaskGIT`: spatial MaskGIT per frame, autoregressive over frames.
+
+All share :class:`~worldrl.models.predictors.base.VideoModel` (``log_prob``,
+``init_state``/``step``, ``sample``). :func:`build_video_model` makes one from
+a preset's ``model:`` section and :func:`load_video_model` loads any saved one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worldrl.models.predictors.base import (
+    VIDEO_MODELS,
+    LogProb,
+    StreamState,
+    VideoModel,
+    VideoModelConfig,
+    check_tokenizer,
+    load_video_model,
+)
+from worldrl.models.predictors.videogpt import VideoGPT
+
+
+def build_video_model(model: dict[str, Any]) -> VideoModel:
+    """A video model from a preset's ``model:`` section: ``type`` names the kind, the rest is its config."""
+    model = dict(model)
+    kind = model.pop("type", None)
+    if kind not in VIDEO_MODELS:
+        raise ValueError(f"model.type must be one of {', '.join(sorted(VIDEO_MODELS))}, got {kind!r}")
+    return VIDEO_MODELS[kind].from_config(model)
+
+
+__all__ = [
+    "VIDEO_MODELS",
+    "LogProb",
+    "StreamState",
+    "VideoGPT",
+    "VideoModel",
+    "VideoModelConfig",
+    "build_video_model",
+    "check_tokenizer",
+    "load_video_model",
+]
