@@ -106,7 +106,8 @@ def test_task_and_action_conditioning_change_the_likelihood():
         for module in model.modules():
             if getattr(module, name, None) is not None:
                 torch.nn.init.normal_(getattr(module, name).weight, std=0.5)
-    a, b = model.log_prob(codes, task=torch.tensor([0, 0])).frame, model.log_prob(codes, task=torch.tensor([1, 2])).frame
+    a = model.log_prob(codes, task=torch.tensor([0, 0])).frame
+    b = model.log_prob(codes, task=torch.tensor([1, 2])).frame
     assert (a - b).abs().min() > 0
     torch.testing.assert_close(stream(model, codes, task=torch.tensor([1, 2])), b, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="task ids"):

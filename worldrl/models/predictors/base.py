@@ -294,13 +294,16 @@ class VideoModel(nn.Module):
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if temperature < 0 or (top_k is not None and not 1 <= top_k <= self.codebook_size):
-            raise ValueError(f"need temperature >= 0 and 1 <= top_k <= {self.codebook_size}, got {temperature}, {top_k}")
+            raise ValueError(
+                f"need temperature >= 0 and 1 <= top_k <= {self.codebook_size}, got {temperature}, {top_k}"
+            )
         task, actions = self.check_conditioning(task, actions, batch, known + num_frames)
         stride = self.config.stride
         cache = FrameCache(batch, self.cache_span + 1, self.tokens_per_frame, codes.device)
         for i in range(known):
             time = torch.full((batch,), i * stride, dtype=torch.long, device=codes.device)
-            self.score_frames(cache, codes[:, i : i + 1], time, task, None if actions is None else actions[:, i : i + 1])
+            action = None if actions is None else actions[:, i : i + 1]
+            self.score_frames(cache, codes[:, i : i + 1], time, task, action)
         frames = []
         for i in range(known, known + num_frames):
             time = torch.full((batch,), i * stride, dtype=torch.long, device=codes.device)
@@ -431,7 +434,8 @@ def load_video_model(
         raise CheckpointError(f"{config_file}: corrupt video model config ({error})") from error
     _import_kinds()
     if kind not in VIDEO_MODELS:
-        raise CheckpointError(f"{config_file}: unknown video model kind {kind!r}; known: {', '.join(sorted(VIDEO_MODELS))}")
+        known = ", ".join(sorted(VIDEO_MODELS))
+        raise CheckpointError(f"{config_file}: unknown video model kind {kind!r}; known: {known}")
     try:
         model = VIDEO_MODELS[kind].from_config(config)
     except (ValueError, TypeError) as error:

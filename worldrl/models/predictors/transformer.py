@@ -153,11 +153,13 @@ class CacheWrite:
 
     ``frames`` > 1 writes a chunk of consecutive frames (all rows at the same
     times): the tokens are split into ``frames`` equal parts, part ``i`` into
-    ``slots + i`` (mod capacity).
+    ``slots + i`` (mod capacity). ``slots`` None only reads the cache: the
+    pass's keys are not stored (queries that must not enter the cache, such
+    as MaskGIT's masked copy of a frame; they see themselves via ``extra_keys``).
     """
 
     cache: FrameCache
-    slots: Tensor
+    slots: Tensor | None = None
     start: int = 0
     frames: int = 1
 
@@ -179,7 +181,7 @@ class Attention(nn.Module):
         if write is not None:
             cache = write.cache
             per_frame = length // write.frames
-            for i in range(write.frames):
+            for i in range(write.frames if write.slots is not None else 0):
                 part = slice(i * per_frame, (i + 1) * per_frame)
                 slots = (write.slots + i) % cache.capacity
                 cache.write(layer, slots, write.start, k[:, :, part], v[:, :, part])
@@ -261,7 +263,9 @@ def window_masks(
     same_frame: str = "causal",
 ) -> list[Tensor]:
     """:func:`window_mask` for every layer's window (each distinct window computed once)."""
-    masks = {w: window_mask(query_times, query_index, key_times, key_index, w, stride, same_frame) for w in set(windows)}
+    masks = {
+        w: window_mask(query_times, query_index, key_times, key_index, w, stride, same_frame) for w in set(windows)
+    }
     return [masks[w] for w in windows]
 
 

@@ -47,7 +47,9 @@ class VideoGPT(VideoModel):
         nn.init.zeros_(self.head.bias)
 
     # Inputs ---------------------------------------------------------------------------------------------------------
-    def _action_term(self, actions: Tensor | None, batch: int, frames: int, drop: Tensor | None = None) -> Tensor | None:
+    def _action_term(
+        self, actions: Tensor | None, batch: int, frames: int, drop: Tensor | None = None
+    ) -> Tensor | None:
         """``[B, F, 1, D]`` embedding of each frame's action (the "no action" embedding where absent or dropped)."""
         if self.action_embed is None:
             return None
@@ -71,7 +73,7 @@ class VideoGPT(VideoModel):
         return tokens.flatten(1, 2)
 
     def _token_meta(self, frame_times: Tensor) -> tuple[Tensor, Tensor]:
-        """Times ``[B, F * P]`` and in-frame indices ``[F * P]`` of the tokens of frames at ``frame_times`` ``[B, F]``."""
+        """Times ``[B, F * P]`` and in-frame indices ``[F * P]`` of the tokens of the frames at ``frame_times``."""
         per_frame = self.tokens_per_frame
         times = frame_times.repeat_interleave(per_frame, dim=1)
         index = torch.arange(per_frame, device=frame_times.device).repeat(frame_times.shape[1])
