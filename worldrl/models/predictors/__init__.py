@@ -21,6 +21,7 @@ from worldrl.models.predictors.base import (
     check_tokenizer,
     load_video_model,
 )
+from worldrl.models.predictors.maskgit import MaskGIT, MaskGITConfig
 from worldrl.models.predictors.videogpt import VideoGPT
 
 
@@ -36,6 +37,8 @@ def build_video_model(model: dict[str, Any]) -> VideoModel:
 __all__ = [
     "VIDEO_MODELS",
     "LogProb",
+    "MaskGIT",
+    "MaskGITConfig",
     "StreamState",
     "VideoGPT",
     "VideoModel",
