@@ -26,8 +26,13 @@ OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser, "tokenizer preset, e.g. configs/tokenizer/dmc.yaml")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, config_help: str) -> None:
+    """The arguments every training command takes: data, preset, run folder, overrides, device and flags."""
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="dataset folders (worldrl collect)")
-    parser.add_argument("--config", required=True, help="tokenizer preset, e.g. configs/tokenizer/dmc.yaml")
+    parser.add_argument("--config", required=True, help=config_help)
     parser.add_argument("--out", required=True, help="run folder; re-running with the same folder resumes")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=1000")
     parser.add_argument("--device", default="auto", help="torch device (default: %(default)s)")

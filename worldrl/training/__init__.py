@@ -1,14 +1,15 @@
-"""Training loops: the video tokenizers (:func:`train_tokenizer`), with their losses, metrics and DDP helpers."""
+"""Training loops: the video tokenizers (:func:`train_tokenizer`) and the video models (:func:`train_video_model`),
+with their shared run-folder machinery (:mod:`~worldrl.training.common`), losses, metrics and DDP helpers."""
 
+from worldrl.training.common import ConfigMismatchError, NonFiniteLossError
 from worldrl.training.tokenizer import (
-    ConfigMismatchError,
     LossConfig,
-    NonFiniteLossError,
     TokenizerTrainer,
     TrainConfig,
     resolve_config,
     train_tokenizer,
 )
+from worldrl.training.video_model import VideoModelTrainer, VideoTrainConfig, train_video_model
 
 __all__ = [
     "ConfigMismatchError",
@@ -16,6 +17,9 @@ __all__ = [
     "NonFiniteLossError",
     "TokenizerTrainer",
     "TrainConfig",
+    "VideoModelTrainer",
+    "VideoTrainConfig",
     "resolve_config",
     "train_tokenizer",
+    "train_video_model",
 ]

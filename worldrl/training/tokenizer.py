@@ -38,31 +38,41 @@ evenly over the ranks, and only rank 0 writes files and shows progress.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
-import random
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import yaml
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from worldrl.atomic import atomic_write
 from worldrl.config import ConfigError, build_dataclass, to_dict
+from worldrl.training.common import (
+    BASE_RESUMABLE_KEYS,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    TENSORBOARD_DIR,
+    ClipBatches,
+    ConfigMismatchError,
+    NonFiniteLossError,
+    RunTrainer,
+    config_differences,
+    differing_tensors,
+    eval_indices,
+    local_batch,
+    log_video_comparison,
+    resolve_model,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from worldrl.training.distributed import (
     DistributedContext,
-    all_gather_objects,
     all_reduce,
-    barrier,
     init_distributed,
     wrap,
 )
@@ -74,17 +84,17 @@ from worldrl.training.losses import (
 )
 from worldrl.training.metrics import fold_time, psnr, psnr_per_frame, ssim_per_frame
 
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.yaml"
 TOKENIZER_DIR = "tokenizer"
-TENSORBOARD_DIR = "tb"
 CHECKPOINT_FORMAT = 1
 SECTIONS = ("model", "discriminator", "loss", "train")
-RESUMABLE_KEYS = frozenset(
-    {"steps", "log_every", "image_every", "eval_every", "checkpoint_every", "eval_batches", "num_workers",
-     "cache_episodes", "variance_samples", "find_unused_parameters"}
-)
+RESUMABLE_KEYS = BASE_RESUMABLE_KEYS | {"image_every", "cache_episodes", "variance_samples"}
 """``train.*`` keys that may differ between a checkpoint and the run resuming it (none changes the training)."""
+__all__ = [  # the shared pieces stay importable from here
+    "CHECKPOINT_FILE", "CONFIG_FILE", "RESUMABLE_KEYS", "TENSORBOARD_DIR", "TOKENIZER_DIR", "ClipBatches",
+    "ConfigMismatchError", "LossConfig", "NonFiniteLossError", "TokenizerTrainer", "TrainConfig",
+    "config_differences", "resolve_config", "rng_state", "seed_everything", "set_rng_state", "train_tokenizer",
+    "video_to_float",
+]
 SSIM_MIN_SIZE = 11
 """SSIM's Gaussian window is 11 pixels: smaller frames get no SSIM (NaN)."""
 
@@ -161,29 +171,14 @@ class TrainConfig:
             raise ConfigError("train.image_every, num_workers, warmup_steps and cache_episodes must be >= 0")
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term or gradient norm became NaN or infinite; training stopped before applying that step."""
-
-
-class ConfigMismatchError(ValueError):
-    """The run folder holds a checkpoint made with another config."""
-
-
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config with every default filled in, as plain YAML data; unknown sections or keys are errors."""
     from worldrl.models.tokenizers import TOKENIZERS
     from worldrl.models.tokenizers.discriminator import DiscriminatorConfig
 
-    unknown = sorted(set(config) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"unknown config section {unknown[0]!r}; sections: {', '.join(SECTIONS)}")
-    model = dict(config.get("model") or {})
-    kind = model.pop("type", None)
-    if kind not in TOKENIZERS:
-        raise ConfigError(f"model.type must be one of {', '.join(sorted(TOKENIZERS))}, got {kind!r}")
     discriminator = config.get("discriminator")
     return {
-        "model": {"type": kind, **to_dict(build_dataclass(TOKENIZERS[kind].config_class, model, "model"))},
+        "model": resolve_model(config, SECTIONS, TOKENIZERS),
         "discriminator": None
         if discriminator is None
         else to_dict(build_dataclass(DiscriminatorConfig, discriminator, "discriminator")),
@@ -192,103 +187,17 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """``key: old -> new`` for every entry that differs, leaving out the :data:`RESUMABLE_KEYS`."""
-    a, b = _flatten(old), _flatten(new)
-    return [
-        f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}"
-        for key in sorted(set(a) | set(b))
-        if a.get(key) != b.get(key) and not (key.startswith("train.") and key[6:] in RESUMABLE_KEYS)
-    ]
-
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-class ClipBatches(Sampler[list[int]]):
-    """An endless stream of one rank's batches of clip indices, which can start at any batch.
-
-    Epoch ``e`` is a permutation of the dataset drawn from ``(seed, e)``,
-    padded by wrapping to a multiple of ``world_size`` and dealt out like
-    ``DistributedSampler``: rank ``r`` takes every ``world_size``-th index
-    from ``r``. Batches run on across epoch ends, so batch ``k`` is a pure
-    function of ``k``: a run resumed at step ``k`` sees the batches an
-    uninterrupted run would.
-    """
-
-    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start: int = 0):
-        if size < 1 or batch_size < 1:
-            raise ValueError(f"need a non-empty dataset and batch_size >= 1, got {size} and {batch_size}")
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.rank, self.world_size, self.start = rank, world_size, start
-        self.per_rank = math.ceil(size / world_size)
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-        order = np.resize(order, self.per_rank * self.world_size)
-        return order[self.rank :: self.world_size]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch, offset = divmod(self.start * self.batch_size, self.per_rank)
-        order = self.epoch_order(epoch)
-        batch: list[int] = []
-        while True:
-            take = min(self.batch_size - len(batch), self.per_rank - offset)
-            batch.extend(order[offset : offset + take].tolist())
-            offset += take
-            if len(batch) == self.batch_size:
-                yield batch
-                batch = []
-            if offset == self.per_rank:
-                epoch, offset = epoch + 1, 0
-                order = self.epoch_order(epoch)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """The RNG states of torch (CPU and ``device``), numpy and Python, as tensors, numbers and lists only."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
-                  "cached_gaussian": cached},
-        "python": {"version": version, "state": list(internal), "gauss_next": gauss_next},
-    }
-
-
-def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-    numpy = state["numpy"]
-    np.random.set_state(
-        ("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
-    )
-    python = state["python"]
-    random.setstate((python["version"], tuple(python["state"]), python["gauss_next"]))
-
-
 def video_to_float(video: Tensor) -> Tensor:
     """Clips uint8 ``[B, T, C, H, W]`` (as :class:`VideoClipDataset` gives them) -> float ``[B, C, T, H, W]``."""
     return video.permute(0, 2, 1, 3, 4).float().div(127.5).sub(1.0)
 
 
-class TokenizerTrainer:
+class TokenizerTrainer(RunTrainer):
     """One training run of a tokenizer in a run folder (see the module docstring)."""
+
+    what = "tokenizer"
+    checkpoint_format = CHECKPOINT_FORMAT
+    resumable_keys = RESUMABLE_KEYS
 
     def __init__(
         self,
@@ -311,12 +220,7 @@ class TokenizerTrainer:
         cfg = self.train_config
         self.out = Path(out)
         self.progress = progress and self.context.is_main
-        if cfg.batch_size % self.context.world_size:
-            raise ConfigError(
-                f"train.batch_size ({cfg.batch_size}) must be divisible by the number of ranks "
-                f"({self.context.world_size})"
-            )
-        self.local_batch = cfg.batch_size // self.context.world_size
+        self.local_batch = local_batch(cfg.batch_size, self.context)
         checkpoint = self._read_checkpoint(force)
 
         data = [data] if isinstance(data, (str, Path)) else list(data)
@@ -367,12 +271,7 @@ class TokenizerTrainer:
         if self.discriminator is not None:
             self.discriminator_ddp = wrap(self.discriminator, self.context, cfg.find_unused_parameters)
         self.writer = None
-        if self.context.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            if checkpoint is None or not config_differences(checkpoint["config"], self.config):
-                self._write_config()
-            self.writer = SummaryWriter(str(self.out / TENSORBOARD_DIR), purge_step=self.step or None)
+        self._open_writer(checkpoint)
         self.history: list[dict[str, float]] = []
 
     # Setup ----------------------------------------------------------------------------------------------------------
@@ -383,29 +282,6 @@ class TokenizerTrainer:
 
         config = build_dataclass(DiscriminatorConfig, self.config["discriminator"], "discriminator")
         return PatchGAN(self.model.frame_shape[2], config).to(self.device)
-
-    def _write_config(self) -> None:
-        """``config.yaml``: at the start, and with every checkpoint (a ``--force`` change shows from its first)."""
-        text = yaml.safe_dump(self.config, sort_keys=False)
-        atomic_write(self.out / CONFIG_FILE, lambda file: file.write(text.encode()))
-
-    def _read_checkpoint(self, force: bool) -> dict[str, Any] | None:
-        path = self.out / CHECKPOINT_FILE
-        if not path.is_file():
-            return None
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(f"{path} is not a readable training checkpoint ({error})") from error
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a worldrl tokenizer training checkpoint (format {CHECKPOINT_FORMAT})")
-        differences = config_differences(checkpoint["config"], self.config)
-        if differences and not force:
-            raise ConfigMismatchError(
-                f"{self.out} holds a run with another config ({'; '.join(differences)}); use the same config to "
-                "resume, another --out for a new run, or --force to resume with the new config"
-            )
-        return checkpoint
 
     def _restore(self, checkpoint: Mapping[str, Any]) -> None:
         """Load the training state; a discriminator that the checkpoint lacks (``--force``) starts fresh."""
@@ -423,17 +299,7 @@ class TokenizerTrainer:
         self.data_variance = checkpoint.get("data_variance")
         if self.loss_config.reconstruction == "normalized_mse" and self.data_variance is None:
             self.data_variance = estimate_data_variance(self.train_data, self.train_config.variance_samples)
-        states = checkpoint["rng"]
-        if len(states) == self.context.world_size:
-            set_rng_state(states[self.context.rank], self.device)
-        else:
-            seed_everything(self.train_config.seed + self.step + self.context.rank)
-            if self.context.is_main:
-                print(
-                    f"note: the checkpoint was written by {len(states)} ranks, this run has {self.context.world_size}: "
-                    "random states and data order are not continued exactly",
-                    file=sys.stderr,
-                )
+        self._restore_rng(checkpoint["rng"])
 
     def _loader(self) -> Iterator[dict[str, Tensor]]:
         cfg = self.train_config
@@ -473,7 +339,7 @@ class TokenizerTrainer:
                     self._log_train(sums, count, (self.step - last_step) / max(now - last_time, 1e-9))
                     sums, count, last_time, last_step = {}, 0, now, self.step
                 if cfg.image_every and self.step % cfg.image_every == 0 and self.writer is not None:
-                    self._log_images("train", video, reconstruction)
+                    log_video_comparison(self.writer, "train", "reconstruction", video, reconstruction, self.step)
                 if self.step % cfg.eval_every == 0:
                     self._log_eval(self.evaluate())
                 if self.step % cfg.checkpoint_every == 0:
@@ -500,11 +366,6 @@ class TokenizerTrainer:
             "tokenizer": str(self.out / TOKENIZER_DIR),
         }
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
     def _set_learning_rate(self) -> float:
         cfg = self.train_config
         scale = min(1.0, (self.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
@@ -514,9 +375,6 @@ class TokenizerTrainer:
             for group in self.discriminator_optimizer.param_groups:
                 group["lr"] = (cfg.discriminator_lr or cfg.lr) * scale
         return cfg.lr * scale
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.train_config.bf16)
 
     def _train_step(self, video: Tensor) -> tuple[dict[str, float], Tensor]:
         """One generator (and, once on, discriminator) update; returns its scalars and the reconstruction."""
@@ -582,31 +440,6 @@ class TokenizerTrainer:
         values = torch.stack(as_scalar)
         return {**dict(zip(stats, values.tolist())), "lr": lr}, reconstruction.detach()
 
-    def _check_finite(self, terms: Mapping[str, Tensor]) -> None:
-        """Raise :class:`NonFiniteLossError` if any term is NaN or infinite on any rank (all ranks raise together)."""
-        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()])
-        finite = all_reduce(torch.isfinite(values).float(), "min")
-        if bool(finite.all()):
-            return
-        pairs = zip(zip(terms, values.tolist()), finite.tolist())
-        bad = [f"{name} = {value:g}" for (name, value), ok in pairs if not ok]
-        self._stop(f"non-finite loss at step {self.step + 1}: {', '.join(bad)}")
-
-    def _clip(self, model: nn.Module, name: str) -> Tensor:
-        limit = self.train_config.grad_clip or math.inf
-        norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], limit)
-        if not bool(torch.isfinite(norm)):
-            self._stop(f"non-finite gradient norm of the {name} at step {self.step + 1}: {float(norm):g}")
-        return norm
-
-    def _stop(self, message: str) -> None:
-        where = (
-            f"the last good checkpoint ({self.out / CHECKPOINT_FILE}, step {self.saved_step}) is unchanged"
-            if self.saved_step is not None
-            else "no checkpoint was written"
-        )
-        raise NonFiniteLossError(f"{message}; training stopped, {where}")
-
     # Evaluation -----------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -618,13 +451,9 @@ class TokenizerTrainer:
         """
         cfg, context = self.train_config, self.context
         dataset = self.val_data
-        total = min(len(dataset), cfg.eval_batches * cfg.batch_size)
-        indices = np.unique(np.linspace(0, len(dataset) - 1, total).round().astype(np.int64))
-        per_rank = math.ceil(len(indices) / context.world_size)
-        mine = indices[context.rank :: context.world_size]
-        weights = torch.ones(per_rank)
-        weights[len(mine) :] = 0
-        mine = np.resize(mine, per_rank) if len(mine) else np.resize(indices, per_rank)
+        mine, weights = eval_indices(len(dataset), cfg.eval_batches * cfg.batch_size, context.rank,
+                                     context.world_size)
+        per_rank = len(mine)
         quantizer = self.model.quantizer
         counts = getattr(quantizer, "code_counts", None)
         saved_counts = counts.clone() if counts is not None else None
@@ -662,7 +491,7 @@ class TokenizerTrainer:
         frames_seen = float(sums[2])
         small = min(self.model.frame_shape[:2]) < SSIM_MIN_SIZE
         if self.writer is not None and first is not None:
-            self._log_images("val", *first)
+            log_video_comparison(self.writer, "val", "reconstruction", *first, self.step)
         return {
             "psnr": float(sums[0]) / frames_seen,
             "ssim": float("nan") if small else float(sums[1]) / frames_seen,
@@ -677,15 +506,7 @@ class TokenizerTrainer:
         VQ's ring of recent encoder outputs (``quantizer.recent``) holds each
         rank's own samples, and rank 0's copy is the one checkpointed.
         """
-        if not self.context.enabled:
-            return []
-        digests = {}
-        for prefix, module in (("", self.model), ("discriminator.", self.discriminator)):
-            for key, value in (module.state_dict() if module is not None else {}).items():
-                data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-                digests[prefix + key] = hashlib.sha256(data).hexdigest()
-        gathered = all_gather_objects(digests)
-        return sorted(key for key in digests if len({d.get(key) for d in gathered}) > 1)
+        return differing_tensors({"": self.model, "discriminator.": self.discriminator})
 
     def _is_parameter(self, name: str) -> bool:
         if name.startswith("discriminator."):
@@ -694,9 +515,7 @@ class TokenizerTrainer:
 
     # Logging and checkpoints ----------------------------------------------------------------------------------------
     def _log_train(self, sums: Mapping[str, float], count: int, steps_per_second: float) -> None:
-        keys = sorted(sums)
-        means = torch.tensor([sums[k] / count for k in keys], dtype=torch.float64, device=self.device)
-        means = dict(zip(keys, all_reduce(means).tolist()))
+        means = self._mean_over_ranks(sums, count)
         usage = self.model.quantizer.usage()
         self.model.quantizer.reset_usage()
         if self.writer is None:
@@ -714,27 +533,9 @@ class TokenizerTrainer:
             if not math.isnan(metrics[key]):
                 self.writer.add_scalar(f"val/{key}", metrics[key], self.step)
 
-    def _log_images(self, tag: str, video: Tensor, reconstruction: Tensor, count: int = 8) -> None:
-        """Real frames above their reconstructions; multi-frame clips also as videos (or as frame strips)."""
-        real = video[:count].detach().float().add(1).div(2).clamp(0, 1).cpu()
-        fake = reconstruction[:count].detach().float().add(1).div(2).clamp(0, 1).cpu()
-        first_frames = torch.cat([torch.cat(list(real[:, :, 0]), dim=-1), torch.cat(list(fake[:, :, 0]), dim=-1)], -2)
-        self.writer.add_image(f"{tag}/reconstruction", first_frames, self.step)
-        if real.shape[2] == 1:
-            return
-        if importlib.util.find_spec("moviepy") is not None:
-            side_by_side = torch.cat([real, fake], dim=-1).transpose(1, 2)
-            self.writer.add_video(f"{tag}/reconstruction_video", side_by_side, self.step, fps=4)
-        else:
-            strip = torch.cat([torch.cat(list(real[0].unbind(1)), -1), torch.cat(list(fake[0].unbind(1)), -1)], -2)
-            self.writer.add_image(f"{tag}/reconstruction_clip", strip, self.step)
-
     def checkpoint_state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         """What ``checkpoint.pt`` holds: only tensors, dicts, lists, numbers and strings (``weights_only`` loads it)."""
         return {
-            "format": CHECKPOINT_FORMAT,
-            "step": self.step,
-            "config": self.config,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "discriminator": self.discriminator.state_dict() if self.discriminator is not None else None,
@@ -743,20 +544,10 @@ class TokenizerTrainer:
             else None,
             "data_variance": self.data_variance,
             "data": self.data,
-            "rng": rng,
-            "world_size": self.context.world_size,
         }
 
-    def save(self) -> None:
-        """Write ``checkpoint.pt`` and ``tokenizer/`` (rank 0; every rank takes part, for the RNG states)."""
-        rng = all_gather_objects(rng_state(self.device))
-        if self.context.is_main:
-            state = self.checkpoint_state(rng)
-            atomic_write(self.out / CHECKPOINT_FILE, lambda file: torch.save(state, file))
-            self._write_config()
-            self.model.save(self.out / TOKENIZER_DIR)
-        barrier()
-        self.saved_step = self.step
+    def export(self) -> None:
+        self.model.save(self.out / TOKENIZER_DIR)
 
 
 def train_tokenizer(
