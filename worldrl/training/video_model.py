@@ -140,7 +140,8 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
 # Code cache ---------------------------------------------------------------------------------------------------------
 def tokenizer_digest(directory: str | Path, settings: Mapping[str, Any]) -> str:
     """SHA-256 of a saved tokenizer's config and weights and of the encoding ``settings``."""
-    from worldrl.models.tokenizers.base import CONFIG_FILE, WEIGHTS_FILE
+    from worldrl.models.checkpoint import WEIGHTS_FILE
+    from worldrl.models.tokenizers.base import CONFIG_FILE
 
     digest = hashlib.sha256()
     for name in (CONFIG_FILE, WEIGHTS_FILE):

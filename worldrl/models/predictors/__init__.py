@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from worldrl.models.checkpoint import build_from_section
 from worldrl.models.predictors.base import (
     VIDEO_MODELS,
     LogProb,
@@ -27,11 +28,7 @@ from worldrl.models.predictors.videogpt import VideoGPT
 
 def build_video_model(model: dict[str, Any]) -> VideoModel:
     """A video model from a preset's ``model:`` section: ``type`` names the kind, the rest is its config."""
-    model = dict(model)
-    kind = model.pop("type", None)
-    if kind not in VIDEO_MODELS:
-        raise ValueError(f"model.type must be one of {', '.join(sorted(VIDEO_MODELS))}, got {kind!r}")
-    return VIDEO_MODELS[kind].from_config(model)
+    return build_from_section(VIDEO_MODELS, model)
 
 
 __all__ = [

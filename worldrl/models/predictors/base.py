@@ -41,7 +41,6 @@ tokenizer whose codebook or latent shape does not match.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,15 +48,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from worldrl.atomic import atomic_write, write_json_atomic
-from worldrl.config import build_dataclass, to_dict
+from worldrl.config import build_dataclass
+from worldrl.models.checkpoint import CheckpointError, load_weights, read_model_config, save_model
 from worldrl.models.predictors.transformer import FrameCache, TransformerConfig
-from worldrl.models.tokenizers.base import CheckpointError
 
 CONFIG_FILE = "video_model.json"
-WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
-FORMAT_VERSION = 1
 
 VIDEO_MODELS: dict[str, type[VideoModel]] = {}
 
@@ -376,20 +372,11 @@ class VideoModel(nn.Module):
     # Checkpoints ----------------------------------------------------------------------------------------------------
     def save(self, directory: str | Path, tokenizer: nn.Module | None = None) -> Path:
         """Write ``video_model.json`` and ``model.safetensors`` (atomically) and the tokenizer into ``tokenizer/``."""
-        from safetensors.torch import save
-
         directory = Path(directory)
         if tokenizer is not None:
             check_tokenizer(self, tokenizer, directory)
             tokenizer.save(directory / TOKENIZER_DIR)
-        state = {key: value.detach().cpu().contiguous() for key, value in self.state_dict().items()}
-        atomic_write(directory / WEIGHTS_FILE, lambda file: file.write(save(state)))
-        write_json_atomic(
-            directory / CONFIG_FILE,
-            {"format_version": FORMAT_VERSION, "kind": self.kind, "config": to_dict(self.config)},
-            indent=2,
-        )
-        return directory
+        return save_model(self, directory, CONFIG_FILE)
 
 
 def check_tokenizer(model: VideoModel, tokenizer: Any, where: str | Path = "") -> None:
@@ -416,49 +403,23 @@ def load_video_model(
     when given, else against the copy saved with it, if any: a codebook size
     or latent shape that differs is a :class:`CheckpointError` naming both.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from worldrl.device import resolve_device
     from worldrl.models.tokenizers import load_tokenizer
 
     directory = Path(directory)
-    config_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise CheckpointError(f"not a video model checkpoint: {file} is missing")
-    try:
-        meta = json.loads(config_file.read_text())
-        kind, config = meta["kind"], meta["config"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{config_file}: corrupt video model config ({error})") from error
     _import_kinds()
-    if kind not in VIDEO_MODELS:
-        known = ", ".join(sorted(VIDEO_MODELS))
-        raise CheckpointError(f"{config_file}: unknown video model kind {kind!r}; known: {known}")
+    kind, config = read_model_config(directory, CONFIG_FILE, "video model", VIDEO_MODELS)
     try:
         model = VIDEO_MODELS[kind].from_config(config)
     except (ValueError, TypeError) as error:
-        raise CheckpointError(f"{config_file}: invalid config ({error})") from error
+        raise CheckpointError(f"{directory / CONFIG_FILE}: invalid config ({error})") from error
     if tokenizer is None and (directory / TOKENIZER_DIR).is_dir():
         tokenizer = directory / TOKENIZER_DIR
     if isinstance(tokenizer, (str, Path)):
         tokenizer = load_tokenizer(tokenizer)
     if tokenizer is not None:
         check_tokenizer(model, tokenizer, directory)
-    try:
-        state = load_file(weights_file)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{weights_file}: corrupt or truncated weights ({error})") from error
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:
-        raise CheckpointError(f"{weights_file} does not match the {kind} config in {config_file}: {error}") from error
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights_file} does not match the {kind} config in {config_file}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    load_weights(model, directory, CONFIG_FILE)
     return model.to(resolve_device(device)).eval()
 
 

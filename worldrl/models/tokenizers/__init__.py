@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from worldrl.models.checkpoint import build_from_section
 from worldrl.models.tokenizers.base import (
     TOKENIZERS,
     CheckpointError,
@@ -28,11 +29,7 @@ from worldrl.models.tokenizers.vqgan import VQGAN
 
 def build_tokenizer(model: dict[str, Any]) -> Tokenizer:
     """A tokenizer from a preset's ``model:`` section: ``type`` names the kind, the rest is its config."""
-    model = dict(model)
-    kind = model.pop("type", None)
-    if kind not in TOKENIZERS:
-        raise ValueError(f"model.type must be one of {', '.join(sorted(TOKENIZERS))}, got {kind!r}")
-    return TOKENIZERS[kind].from_config(model)
+    return build_from_section(TOKENIZERS, model)
 
 
 __all__ = [

@@ -20,7 +20,6 @@ gradients) are built on them here. :meth:`save` writes ``tokenizer.json``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,19 +27,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from worldrl.atomic import atomic_write, write_json_atomic
-from worldrl.config import build_dataclass, to_dict
+from worldrl.config import build_dataclass
+from worldrl.models.checkpoint import CheckpointError, load_weights, read_model_config, save_model
 from worldrl.models.quantizers import Quantizer, QuantizerOutput
 
 CONFIG_FILE = "tokenizer.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {}
-
-
-class CheckpointError(ValueError):
-    """A tokenizer checkpoint that is missing, corrupt, or does not fit what the caller asked for."""
 
 
 @dataclass
@@ -174,17 +167,7 @@ class Tokenizer(nn.Module):
     # Checkpoints --------------------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write ``tokenizer.json`` and ``model.safetensors`` into ``directory`` (atomically, each)."""
-        from safetensors.torch import save
-
-        directory = Path(directory)
-        state = {key: value.detach().cpu().contiguous() for key, value in self.state_dict().items()}
-        atomic_write(directory / WEIGHTS_FILE, lambda file: file.write(save(state)))
-        write_json_atomic(
-            directory / CONFIG_FILE,
-            {"format_version": FORMAT_VERSION, "kind": self.kind, "config": to_dict(self.config)},
-            indent=2,
-        )
-        return directory
+        return save_model(self, directory, CONFIG_FILE)
 
     @classmethod
     def from_config(cls, config: Any) -> Tokenizer:
@@ -204,43 +187,17 @@ def load_tokenizer(
     a checkpoint made for other frames is a :class:`CheckpointError` naming
     both. Weights are read with safetensors: nothing is unpickled.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from worldrl.device import resolve_device
 
-    directory = Path(directory)
-    config_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    for file in (config_file, weights_file):
-        if not file.is_file():
-            raise CheckpointError(f"not a tokenizer checkpoint: {file} is missing")
-    try:
-        meta = json.loads(config_file.read_text())
-        kind, config = meta["kind"], meta["config"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{config_file}: corrupt tokenizer config ({error})") from error
     _import_kinds()
-    if kind not in TOKENIZERS:
-        raise CheckpointError(f"{config_file}: unknown tokenizer kind {kind!r}; known: {', '.join(sorted(TOKENIZERS))}")
+    kind, config = read_model_config(directory, CONFIG_FILE, "tokenizer", TOKENIZERS)
     model = TOKENIZERS[kind].from_config(config)
     if frame_shape is not None and tuple(frame_shape) != model.frame_shape:
         raise CheckpointError(
             f"{directory}: tokenizer expects frames of shape (H, W, C) = {model.frame_shape}, "
             f"but frames of shape {tuple(frame_shape)} were requested"
         )
-    try:
-        state = load_file(weights_file)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{weights_file}: corrupt or truncated weights ({error})") from error
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:
-        raise CheckpointError(f"{weights_file} does not match the {kind} config in {config_file}: {error}") from error
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights_file} does not match the {kind} config in {config_file}: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    load_weights(model, directory, CONFIG_FILE)
     return model.to(resolve_device(device)).eval()
 
 
