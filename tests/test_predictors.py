@@ -242,3 +242,16 @@ def test_bf16_scores_stay_close_to_fp32():
         bf16 = model.log_prob(codes).frame
     assert bf16.dtype == torch.float32
     assert (bf16 - fp32).abs().max() < 0.05 * fp32.abs().mean()
+
+
+def test_rows_that_do_not_observe_stay_where_they_are():
+    model, codes = tiny(context=3), random_codes(2, 9)
+    state, scores = model.init_state(2), []
+    for t in range(9):  # row 1 skips its turn at every odd step, then sees the same frames as row 0
+        state, logp = model.step(state, codes[:, t], rows=torch.tensor([True, True]))
+        scores.append(logp)
+        if t % 2:
+            state, idle = model.step(state, codes[:, (t + 5) % 9], rows=torch.tensor([True, False]))
+            assert torch.isnan(idle[1]) and not torch.isnan(idle[0])
+    assert state.time.tolist() == [13, 9]
+    torch.testing.assert_close(torch.stack(scores, 1)[1], model.log_prob(codes).frame[1], rtol=1e-4, atol=1e-4)

@@ -31,10 +31,25 @@ class EnvFactory:
         module, _, name = self.target.partition(":")
         return getattr(importlib.import_module(module), name)
 
-    def __call__(self, **kwargs: Any) -> gym.Env:
+    def __call__(
+        self, reward: str = "task", video_model: Any = None, viper: dict | None = None, **kwargs: Any
+    ) -> gym.Env:
+        """The env; ``reward="viper"`` wraps it in :class:`~worldrl.wrappers.VIPERReward` with ``video_model``
+        and the wrapper's other arguments in ``viper`` (a dict)."""
+        if reward not in ("task", "viper"):
+            raise ValueError(f"{self.env_id}: reward must be 'task' or 'viper', got {reward!r}")
+        if reward == "task" and (video_model is not None or viper):
+            raise TypeError(f"{self.env_id}: video_model and viper need reward='viper'")
+        if reward == "viper" and video_model is None:
+            raise TypeError(f"{self.env_id}: reward='viper' needs video_model= (a folder written by train-video-model)")
         cls = self.env_class()
         check_kwargs(cls, kwargs, self.env_id)
-        return cls(**kwargs)
+        env = cls(**kwargs)
+        if reward == "viper":
+            from worldrl.wrappers.viper import VIPERReward
+
+            env = VIPERReward(env, video_model=video_model, **(viper or {}))
+        return env
 
     def __repr__(self) -> str:
         return f"EnvFactory({self.target!r})"

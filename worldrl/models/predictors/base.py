@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from worldrl.config import build_dataclass
 from worldrl.models.checkpoint import CheckpointError, load_weights, read_model_config, save_model
-from worldrl.models.predictors.transformer import FrameCache, TransformerConfig
+from worldrl.models.predictors.transformer import EMPTY_TIME, FrameCache, TransformerConfig
 
 CONFIG_FILE = "video_model.json"
 TOKENIZER_DIR = "tokenizer"
@@ -249,6 +249,7 @@ class VideoModel(nn.Module):
         task: Tensor | None = None,
         action: Tensor | None = None,
         per_code: bool = False,
+        rows: Tensor | None = None,
     ) -> tuple[StreamState, Tensor]:
         """Observe the next frame's codes ``[B, h, w]`` of every row; return ``(state, logp)``.
 
@@ -256,14 +257,23 @@ class VideoModel(nn.Module):
         log-likelihood given the row's context, exactly as :meth:`log_prob`
         scores it. ``action`` ``[B, A]`` is the action that led to this frame.
         Rows without context (``state.time < stride`` before the call) are
-        scored unconditionally.
+        scored unconditionally. With ``rows`` (bool ``[B]``), only those rows
+        observe a frame; the others stay where they are and get NaN.
         """
         codes = self.check_codes(codes, 3)
         if codes.shape[0] != state.batch:
             raise ValueError(f"codes has {codes.shape[0]} rows, the state {state.batch}")
         task, actions = self.check_conditioning(task, None if action is None else action[:, None], state.batch, 1)
         code = self.score_frames(state.cache, codes[:, None], state.time, task, actions)[:, 0].float()
-        state.time += 1
+        if rows is not None:
+            rows = torch.as_tensor(rows, dtype=torch.bool, device=state.time.device)
+            idle = ~rows
+            # An idle row's frame went into the slot of its frame t - capacity, outside every window: empty it.
+            state.cache.slot_time[idle, state.time[idle] % state.cache.capacity] = EMPTY_TIME
+            code[idle] = float("nan")
+            state.time += rows.long()
+        else:
+            state.time += 1
         return state, code if per_code else code.sum((-2, -1))
 
     # Sampling -------------------------------------------------------------------------------------------------------
