@@ -1,0 +1,45 @@
+"""Agents behind one interface (:class:`Agent`), found by name: ``drq``, ``drqv2`` (DreamerV3 to come).
+
+Add an agent by adding ``"name": "module:Class"`` to :data:`AGENTS`; the
+class takes ``(config, frame_shape, action_dim, device)`` and names its
+config dataclass in ``config_class``. Modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from worldrl.agents.base import Agent, Observation
+from worldrl.config import ConfigError, build_dataclass
+
+AGENTS: dict[str, str] = {
+    "drq": "worldrl.agents.drq:DrQ",
+    "drqv2": "worldrl.agents.drqv2:DrQv2",
+}
+
+
+def agent_class(name: str) -> type[Agent]:
+    """The class registered as ``name``; an unknown name lists the known ones."""
+    if name not in AGENTS:
+        raise ConfigError(f"unknown agent {name!r}; known agents: {', '.join(sorted(AGENTS))}")
+    module, _, cls = AGENTS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_agent(
+    name: str,
+    config: Mapping[str, Any] | None,
+    frame_shape: tuple[int, int, int],
+    action_dim: int,
+    device: str | torch.device = "auto",
+) -> Agent:
+    """An agent from its ``agent:`` config section (unknown keys are errors naming the valid ones)."""
+    cls = agent_class(name)
+    return cls(build_dataclass(cls.config_class, config, "agent"), frame_shape, action_dim, device)
+
+
+__all__ = ["AGENTS", "Agent", "Observation", "agent_class", "build_agent"]
