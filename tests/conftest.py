@@ -68,3 +68,25 @@ def dmc_video():
 @pytest.fixture
 def fit():
     return fit_reconstruction
+
+
+VIPER_FRAME_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def viper_model_dir(tmp_path_factory):
+    """A saved tiny VideoGPT (context 3, random weights) with its tokenizer (32x32 frames -> 8x8 codes of 16)."""
+    import torch
+
+    from worldrl.models.predictors import build_video_model
+    from worldrl.models.tokenizers import build_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer({"type": "vqgan", "frame_size": VIPER_FRAME_SIZE, "base_channels": 8,
+                                 "channel_mult": [1, 2, 2], "num_res_blocks": 1, "attention": False, "z_channels": 8,
+                                 "quantizer": {"type": "vq", "codebook_size": 16, "dim": 8}}).eval()
+    model = build_video_model({"type": "videogpt", "codebook_size": 16, "latent_shape": [8, 8], "context": 3,
+                               "transformer": {"hidden": 32, "ffn": 64, "heads": 4, "layers": 2}})
+    directory = tmp_path_factory.mktemp("viper") / "video_model"
+    model.save(directory, tokenizer=tokenizer)
+    return directory

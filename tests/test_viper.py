@@ -3,30 +3,13 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from worldrl.models.checkpoint import CheckpointError
-from worldrl.models.predictors import build_video_model
-from worldrl.models.tokenizers import build_tokenizer
 from worldrl.wrappers import VIPERReward, VIPERRewardVector, relabel
 
 ENV = "worldrl/dmc-cartpole_balance-v0"
 SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A saved tiny VideoGPT (context 3) with its tokenizer (32x32 frames -> 8x8 codes of 16)."""
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer({"type": "vqgan", "frame_size": SIZE, "base_channels": 8, "channel_mult": [1, 2, 2],
-                                 "num_res_blocks": 1, "attention": False, "z_channels": 8,
-                                 "quantizer": {"type": "vq", "codebook_size": 16, "dim": 8}}).eval()
-    model = build_video_model({"type": "videogpt", "codebook_size": 16, "latent_shape": [8, 8], "context": 3,
-                               "transformer": {"hidden": 32, "ffn": 64, "heads": 4, "layers": 2}})
-    directory = tmp_path_factory.mktemp("viper") / "video_model"
-    model.save(directory, tokenizer=tokenizer)
-    return directory
 
 
 def make_env(steps: int = 6, **kwargs):
@@ -56,8 +39,8 @@ def run_single(env, episodes: int, seed: int = 0):
     return rewards, infos, frames
 
 
-def test_reward_is_next_frame_likelihood_plus_beta_bonus_across_resets(model_dir):
-    env = VIPERReward(make_env(), video_model=model_dir, beta=0.5, exploration=frame_bonus, device="cpu")
+def test_reward_is_next_frame_likelihood_plus_beta_bonus_across_resets(viper_model_dir):
+    env = VIPERReward(make_env(), video_model=viper_model_dir, beta=0.5, exploration=frame_bonus, device="cpu")
     rewards, infos, frames = run_single(env, episodes=2)
     scorer = env.scorer
     for episode_rewards, episode_frames in zip(rewards, frames):
@@ -69,19 +52,19 @@ def test_reward_is_next_frame_likelihood_plus_beta_bonus_across_resets(model_dir
     assert infos[0]["task_reward"] != pytest.approx(rewards[0][0])
 
 
-def test_relabel_equals_online_rewards(model_dir):
-    env = VIPERReward(make_env(), video_model=model_dir, beta=0.0, device="cpu")
+def test_relabel_equals_online_rewards(viper_model_dir):
+    env = VIPERReward(make_env(), video_model=viper_model_dir, beta=0.0, device="cpu")
     rewards, _, frames = run_single(env, episodes=2, seed=3)
-    relabelled = relabel([{"image": f} for f in frames], model_dir, device="cpu")
+    relabelled = relabel([{"image": f} for f in frames], viper_model_dir, device="cpu")
     for online, offline in zip(rewards, relabelled):
         assert np.isnan(offline[0])
         np.testing.assert_allclose(online, offline[1:], rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
-def test_vector_wrapper_matches_relabelling_of_each_episode(model_dir, mode):
+def test_vector_wrapper_matches_relabelling_of_each_episode(viper_model_dir, mode):
     envs = SyncVectorEnv([lambda: make_env(steps=4), lambda: make_env(steps=6)], autoreset_mode=mode)
-    envs = VIPERRewardVector(envs, video_model=model_dir, beta=0.0, device="cpu")
+    envs = VIPERRewardVector(envs, video_model=viper_model_dir, beta=0.0, device="cpu")
     envs.action_space.seed(0)
     obs, _ = envs.reset(seed=0)
     episodes = [[[obs[i]]] for i in range(2)]
@@ -108,37 +91,37 @@ def test_vector_wrapper_matches_relabelling_of_each_episode(model_dir, mode):
         for frames, online in zip(episodes[i], rewards[i]):
             if len(frames) < 2:
                 continue
-            offline = relabel([{"image": np.stack(frames)}], model_dir, device="cpu")[0]
+            offline = relabel([{"image": np.stack(frames)}], viper_model_dir, device="cpu")[0]
             np.testing.assert_allclose(online, offline[1:], rtol=1e-4, atol=1e-3)
             checked += 1
     assert checked >= 4  # at least two complete episodes per env, across autoresets
 
 
-def test_shorter_context_than_the_model_recomputes_windows(model_dir):
-    env = VIPERReward(make_env(), video_model=model_dir, context=0, beta=0.0, device="cpu")
+def test_shorter_context_than_the_model_recomputes_windows(viper_model_dir):
+    env = VIPERReward(make_env(), video_model=viper_model_dir, context=0, beta=0.0, device="cpu")
     rewards, _, frames = run_single(env, episodes=1)
     codes = env.scorer.encode(frames[0])
     unconditional = [float(env.scorer.model.log_prob(codes[t : t + 1][None]).frame[0, 0]) for t in range(1, 7)]
     np.testing.assert_allclose(rewards[0], unconditional, rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError, match=r"context must be in \[0, 3\]"):
-        VIPERReward(make_env(), video_model=model_dir, context=4, device="cpu")
+        VIPERReward(make_env(), video_model=viper_model_dir, context=4, device="cpu")
     with pytest.raises(ValueError, match="frame stride 1"):
-        VIPERReward(make_env(), video_model=model_dir, stride=4, device="cpu")
+        VIPERReward(make_env(), video_model=viper_model_dir, stride=4, device="cpu")
 
 
-def test_wrapped_env_passes_gymnasium_and_sb3_checks(model_dir):
+def test_wrapped_env_passes_gymnasium_and_sb3_checks(viper_model_dir):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    check_env(VIPERReward(make_env(), video_model=model_dir, device="cpu"), skip_render_check=True)
-    sb3_check_env(VIPERReward(make_env(), video_model=model_dir, device="cpu"))
+    check_env(VIPERReward(make_env(), video_model=viper_model_dir, device="cpu"), skip_render_check=True)
+    sb3_check_env(VIPERReward(make_env(), video_model=viper_model_dir, device="cpu"))
 
 
 @pytest.mark.parametrize("algorithm", ["PPO", "SAC"])
-def test_sb3_trains_on_the_viper_reward(model_dir, algorithm):
+def test_sb3_trains_on_the_viper_reward(viper_model_dir, algorithm):
     import stable_baselines3
 
-    env = VIPERReward(make_env(steps=8), video_model=model_dir, exploration="rnd", device="cpu")
+    env = VIPERReward(make_env(steps=8), video_model=viper_model_dir, exploration="rnd", device="cpu")
     kwargs = {"n_steps": 16, "batch_size": 8, "n_epochs": 1} if algorithm == "PPO" else {
         "learning_starts": 8, "batch_size": 8, "buffer_size": 100}
     agent = getattr(stable_baselines3, algorithm)("MlpPolicy", env, seed=0, device="cpu", **kwargs)
@@ -146,8 +129,8 @@ def test_sb3_trains_on_the_viper_reward(model_dir, algorithm):
     assert agent.num_timesteps >= 24
 
 
-def test_gym_make_with_the_viper_reward(model_dir):
-    env = gym.make(ENV, size=SIZE, max_episode_steps=4, reward="viper", video_model=str(model_dir),
+def test_gym_make_with_the_viper_reward(viper_model_dir):
+    env = gym.make(ENV, size=SIZE, max_episode_steps=4, reward="viper", video_model=str(viper_model_dir),
                    viper={"beta": 0.0, "device": "cpu"})
     env.reset(seed=0)
     _, reward, _, _, info = env.step(env.action_space.sample())
@@ -156,29 +139,30 @@ def test_gym_make_with_the_viper_reward(model_dir):
         gym.make(ENV, reward="viper")
 
 
-def test_errors_name_the_problem(model_dir, tmp_path):
+def test_errors_name_the_problem(viper_model_dir, tmp_path):
     with pytest.raises(ValueError, match=r"\(48, 48, 3\) but the video model's tokenizer takes \(32, 32, 3\)"):
-        VIPERReward(gym.make(ENV, size=48), video_model=model_dir, device="cpu")
+        VIPERReward(gym.make(ENV, size=48), video_model=viper_model_dir, device="cpu")
     with pytest.raises(TypeError, match="obs_type='pixels'"):
-        VIPERReward(gym.make(ENV, obs_type="state"), video_model=model_dir, device="cpu")
+        VIPERReward(gym.make(ENV, obs_type="state"), video_model=viper_model_dir, device="cpu")
     with pytest.raises(TypeError, match="obs_key='pixels'"):
-        VIPERReward(make_env(obs_type="pixels+state"), video_model=model_dir, device="cpu")
-    env = VIPERReward(make_env(obs_type="pixels+state"), video_model=model_dir, obs_key="pixels", device="cpu")
+        VIPERReward(make_env(obs_type="pixels+state"), video_model=viper_model_dir, device="cpu")
+    env = VIPERReward(make_env(obs_type="pixels+state"), video_model=viper_model_dir, obs_key="pixels", device="cpu")
     env.reset(seed=0)
     assert np.isfinite(env.step(env.action_space.sample())[1])
     with pytest.raises(CheckpointError, match="not found"):
         VIPERReward(make_env(), video_model=tmp_path / "missing", device="cpu")
     (tmp_path / "broken").mkdir()
     with pytest.raises(CheckpointError, match="video_model.json is missing"):
-        VIPERReward(make_env(), video_model=tmp_path / "broken", tokenizer=model_dir / "tokenizer", device="cpu")
+        VIPERReward(make_env(), video_model=tmp_path / "broken", tokenizer=viper_model_dir / "tokenizer", device="cpu")
     with pytest.raises(ValueError, match="no task conditioning"):
-        VIPERReward(make_env(), video_model=model_dir, task_id=1, device="cpu")
+        VIPERReward(make_env(), video_model=viper_model_dir, task_id=1, device="cpu")
     with pytest.raises(gym.error.ResetNeeded):
-        VIPERReward(make_env(), video_model=model_dir, device="cpu").step(np.zeros(1, dtype=np.float32))
+        VIPERReward(make_env(), video_model=viper_model_dir, device="cpu").step(np.zeros(1, dtype=np.float32))
 
 
-def test_normalized_rewards_and_exploration_bonus(model_dir):
-    env = VIPERReward(make_env(), video_model=model_dir, beta=1.0, exploration="rnd", normalize=True, device="cpu")
+def test_normalized_rewards_and_exploration_bonus(viper_model_dir):
+    env = VIPERReward(make_env(), video_model=viper_model_dir, beta=1.0, exploration="rnd", normalize=True,
+                      device="cpu")
     rewards, infos, _ = run_single(env, episodes=2)
     assert all(np.isfinite(r).all() for r in rewards)
     assert all(info["expl"] > 0 for info in infos)
