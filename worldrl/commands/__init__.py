@@ -5,4 +5,5 @@ Each module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``worldrl --help`` stays fast. Add a command by adding its module name here.
 """
 
-COMMANDS = ("envs", "demo", "collect", "curate", "train-oracle", "train-tokenizer", "train-video-model", "viper-report")
+COMMANDS = ("envs", "demo", "collect", "curate", "train-oracle", "train-tokenizer", "train-video-model", "viper-report",
+            "train-agent")

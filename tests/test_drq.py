@@ -1,0 +1,141 @@
+"""DrQ and DrQ-v2: augmentation, target and temperature updates, RND reward, training on DMC, exact resume."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from worldrl.agents import build_agent
+from worldrl.agents.drq_common import random_shift, soft_update
+from worldrl.cli import main
+from worldrl.exploration import Transition
+from worldrl.training.agent import train_agent
+
+ENV = "worldrl/dmc-cartpole_balance-v0"
+TINY_AGENT = {"batch_size": 4, "encoder_channels": [8, 8], "feature_dim": 8, "hidden": 16, "frame_stack": 2,
+              "rnd_channels": [8], "rnd_hidden": 16}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(agent: str = "drq", steps: int = 36, size: int = 16, **env) -> dict:
+    """Two 16x16 cartpole envs with 12-step episodes, a tiny agent, learning after 8 steps."""
+    return {
+        "agent": {"type": agent, **TINY_AGENT},
+        "env": {"id": ENV, "kwargs": {"size": size, "max_episode_steps": 12}, **env},
+        "train": {"steps": steps, "num_envs": 2, "random_steps": 8, "replay_capacity": 100, "eval_episodes": 1,
+                  "eval_every": 1000, "checkpoint_every": 1000, "log_every": 8},
+    }
+
+
+def test_random_shift_shapes_randomness_and_identity():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert random_shift(x, 0) is x
+    torch.manual_seed(0)
+    shifted = [random_shift(x.repeat(8, 1, 1, 1), 2) for _ in range(2)]
+    assert shifted[0].shape == (16, 3, 8, 8)
+    assert not torch.equal(shifted[0], shifted[1])
+    assert len({tuple(s.flatten().tolist()) for s in shifted[0][::2]}) > 1  # images shift differently
+    # every output is a whole-pixel crop of the replicate-padded input
+    padded = torch.nn.functional.pad(x[:1], (2, 2, 2, 2), mode="replicate")
+    crops = {tuple(padded[0, :, i:i + 8, j:j + 8].flatten().tolist()) for i in range(5) for j in range(5)}
+    assert all(tuple(s.flatten().tolist()) in crops for s in shifted[0][::2])
+
+
+def test_soft_update_moves_targets_by_tau():
+    online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = copy.deepcopy(target)
+    soft_update(target, online, 0.005)
+    for t, b, o in zip(target.parameters(), before.parameters(), online.parameters()):
+        torch.testing.assert_close(t, 0.995 * b + 0.005 * o)
+
+
+def test_temperature_grows_when_entropy_is_below_target():
+    agent = build_agent("drq", TINY_AGENT, (16, 16, 3), 2, "cpu")
+    assert agent.temperature.alpha.item() == pytest.approx(0.1)
+    low_entropy_log_prob = torch.full((4,), 5.0)  # entropy -5 < target -2
+    agent.step("temperature", agent.temperature_loss(low_entropy_log_prob))
+    assert agent.temperature.alpha.item() > 0.1
+    agent.step("temperature", agent.temperature_loss(torch.full((4,), -20.0)))  # entropy 20 > -2
+    agent.step("temperature", agent.temperature_loss(torch.full((4,), -20.0)))
+    assert agent.temperature.alpha.item() < 0.1 + 1e-6
+
+
+def test_rnd_reward_is_added_with_the_weights():
+    agent = build_agent("drqv2", {**TINY_AGENT, "rnd": True, "task_weight": 2.0, "rnd_weight": 0.5}, (16, 16, 3), 1,
+                        "cpu")
+    rng = np.random.default_rng(0)
+    batch = {"reward": rng.normal(size=4).astype(np.float32),
+             "next_obs": rng.integers(0, 256, (4, 2, 16, 16, 3), dtype=np.uint8)}
+    expected_rnd = copy.deepcopy(agent.rnd)(Transition(next_obs=torch.from_numpy(batch["next_obs"][:, -1])),
+                                            learn=False)
+    reward, metrics = agent.training_reward(batch)
+    torch.testing.assert_close(reward, 2.0 * torch.from_numpy(batch["reward"]) + 0.5 * expected_rnd)
+    assert metrics["reward/rnd"] == pytest.approx(expected_rnd.mean().item())
+
+
+def assert_same_state(a, b, path=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_state(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("agent", ["drq", "drqv2"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, agent):
+    """20 steps, then 16 more from the checkpoint (mid-episode: the envs replay their actions) == 36 at once."""
+    config = tiny_config(agent)
+    config["agent"]["rnd"] = True
+    whole = train_agent(config, tmp_path / "whole", device="cpu", progress=False)
+    first = train_agent({**config, "train": {**config["train"], "steps": 20}}, tmp_path / "split", device="cpu",
+                        progress=False)
+    assert first["step"] == 20 and first["updates"] > 0
+    split = train_agent(config, tmp_path / "split", device="cpu", progress=False)
+    assert whole == split
+    checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split")]
+    assert_same_state(checkpoints[0]["agent"], checkpoints[1]["agent"])
+    for key in ("episodes", "histories", "returns", "agent_state"):
+        assert_same_state(checkpoints[0][key], checkpoints[1][key])
+    replays = [np.load(tmp_path / run / "replay_36.npz") for run in ("whole", "split")]
+    for key in replays[0].files:
+        np.testing.assert_array_equal(replays[0][key], replays[1][key], err_msg=key)
+    assert sorted(p.name for p in (tmp_path / "split").glob("replay_*.npz")) == ["replay_36.npz"]
+
+
+def test_viper_reward_run_reports_task_return(tmp_path, viper_model_dir):
+    config = tiny_config("drq", steps=16, size=32, reward="viper", video_model=str(viper_model_dir))
+    config["agent"]["bf16"] = True
+    metrics = train_agent(config, tmp_path / "viper", device="cpu", progress=False)
+    assert metrics["step"] == 16 and metrics["updates"] > 0
+    assert np.isfinite(metrics["eval_return"]) and metrics["eval_task_return"] > 0
+    assert metrics["eval_return"] != pytest.approx(metrics["eval_task_return"])
+
+
+def test_train_agent_command_and_help(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-agent", "--help"])
+    assert exit_info.value.code == 0
+    assert "--video-model" in capsys.readouterr().out
+    args = ["train-agent", "--agent", "drqv2", "--env", ENV, "--steps", "8", "--logdir", str(tmp_path / "run"),
+            "--no-progress", "env.kwargs.size=16", "env.kwargs.max_episode_steps=12", "train.random_steps=4",
+            "train.eval_episodes=0", "train.replay_capacity=50", "agent.batch_size=4", "agent.encoder_channels=[8]",
+            "agent.hidden=16"]
+    assert main(args) == 0
+    assert (tmp_path / "run" / "agent.pt").is_file()
+    assert main([*args, "agent.hidden=32"]) == 2  # another config in the same folder
+    assert "agent.hidden" in capsys.readouterr().err

@@ -1,0 +1,71 @@
+"""``worldrl train-agent``: train a pixel agent (DrQ, DrQ-v2) online on a worldrl env, with the task or VIPER reward.
+
+The agent's and the run's settings come from the dataclass defaults (VIPER's
+Table E.4 for DrQ), a preset (``--config configs/agents/drq.yaml``) and
+``key.sub=value`` overrides (``agent.batch_size=128 train.eval_every=5000``),
+in that order; the flags below set single entries (``--steps`` is
+``train.steps``, ``--rnd`` is ``agent.rnd=true``, ...). ``--logdir`` receives
+``config.yaml``, ``checkpoint.pt`` with ``replay_<step>.npz``, ``agent.pt``
+and TensorBoard logs in ``tb/``. Running the same command again resumes
+exactly where the last checkpoint left off, also after a SIGKILL; only
+``train.steps`` and the logging, evaluation and checkpoint settings may
+change (``--force`` resumes with any other change too).
+
+Examples::
+
+    worldrl train-agent --agent drq --env worldrl/dmc-cartpole_balance-v0 --steps 100000 --logdir runs/drq_cartpole
+    worldrl train-agent --agent drq --env worldrl/dmc-cartpole_balance-v0 --reward viper \\
+        --video-model runs/dmc_videogpt/video_model --rnd --logdir runs/drq_viper
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "train a pixel agent (DrQ, DrQ-v2) on an env with the task or VIPER reward, optionally with RND; resumes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--agent", help="agent name: drq or drqv2 (default: the preset's agent.type)")
+    parser.add_argument("--env", help="registered id, e.g. worldrl/dmc-cartpole_balance-v0 (env.id)")
+    parser.add_argument("--steps", type=int, help="env steps to train, over all envs (train.steps; default 100000)")
+    parser.add_argument("--logdir", required=True, help="run folder; re-running with the same folder resumes")
+    parser.add_argument("--num-envs", type=int, help="envs stepped in lockstep (train.num_envs; default 1)")
+    parser.add_argument("--reward", choices=("task", "viper"), help="env.reward (default: task)")
+    parser.add_argument("--video-model", metavar="DIR", help="video model folder for --reward viper")
+    parser.add_argument("--rnd", action="store_true", help="add the RND novelty bonus to the reward (agent.rnd)")
+    parser.add_argument("--config", help="preset, e.g. configs/agents/drq.yaml (default: built-in defaults)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. agent.lr=1e-4")
+    parser.add_argument("--seed", type=int, help="train.seed (default 0)")
+    parser.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="resume even if the config differs from the checkpoint's")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The flags given on the command line as ``key=value`` overrides."""
+    flags = {"agent.type": args.agent, "env.id": args.env, "train.steps": args.steps,
+             "train.num_envs": args.num_envs, "env.reward": args.reward, "env.video_model": args.video_model,
+             "train.seed": args.seed, "agent.rnd": True if args.rnd else None}
+    return [f"{key}={value}" for key, value in flags.items() if value is not None]
+
+
+def run(args: argparse.Namespace) -> int:
+    from worldrl.config import ConfigError, load_config
+    from worldrl.training.agent import train_agent
+
+    try:
+        config = load_config(args.config, [*flag_overrides(args), *args.overrides])
+        metrics = train_agent(config, args.logdir, device=args.device, progress=not args.no_progress,
+                              force=args.force)
+    except (ConfigError, ValueError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    evaluation = ""
+    if "eval_task_return" in metrics:
+        evaluation = (f"; evaluation task return {metrics['eval_task_return']:.1f} "
+                      f"+- {metrics['eval_task_return_std']:.1f} (env reward {metrics['eval_return']:.1f})")
+    print(f"{args.logdir}: {metrics['step']} env steps, {metrics['updates']} updates, "
+          f"{metrics['episodes']} episodes{evaluation}; agent in {args.logdir}/agent.pt")
+    return 0

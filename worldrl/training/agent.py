@@ -1,0 +1,487 @@
+"""Online training of a pixel agent (DrQ, DrQ-v2; any :class:`~worldrl.agents.Agent`) on a worldrl env.
+
+A run is described by a config with three sections: ``agent`` (``type`` and
+the agent's settings, e.g. :class:`~worldrl.agents.drq.DrQConfig`), ``env``
+(:class:`EnvConfig`: id, reward, env arguments) and ``train``
+(:class:`AgentTrainConfig`). ``train.num_envs`` envs step in lockstep in a
+``SyncVectorEnv`` with autoreset off: the trainer resets each finished env
+itself, with a seed derived from ``(train.seed, env, episode)``. Every step
+goes into a :class:`~worldrl.data.ReplayBuffer`; after ``train.random_steps``
+env steps of uniform random actions the agent makes ``train.update_ratio``
+updates per env step. Every ``train.eval_every`` steps the deterministic
+policy plays ``train.eval_episodes`` episodes (always the same seeds) in a
+separate env; the return of ``info["task_reward"]`` is reported besides the
+env's reward, so a VIPER-trained agent is scored on the task.
+
+Layout of the run folder::
+
+    config.yaml         the resolved config
+    checkpoint.pt       agent (weights, optimizers), counters, RNG states, env replay log (weights_only)
+    replay_<step>.npz   the replay buffer of that checkpoint (written before checkpoint.pt names it)
+    agent.pt            the agent alone (``worldrl evaluate`` reads it with config.yaml)
+    tb/                 TensorBoard: losses, returns, entropy/temperature, env and update speed, train ratio
+
+Exact resume. Env states cannot be saved in general, but worldrl envs are
+deterministic given the reset seed and the actions, so the checkpoint keeps
+each env's actions since its last reset, and resuming replays them (at most
+one episode per env). With the agent, optimizers, replay (including its
+sampling RNG), the torch/numpy/Python RNG states and the counters restored, a
+run killed at any point (SIGKILL included) and started again with the same
+command continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from tqdm import tqdm
+
+from worldrl.agents import Agent, agent_class, build_agent
+from worldrl.config import ConfigError, build_dataclass, to_dict
+from worldrl.data.replay import ReplayBuffer
+from worldrl.training.common import BASE_RESUMABLE_KEYS, ConfigMismatchError, RunTrainer, seed_everything
+from worldrl.training.distributed import DistributedContext
+
+CHECKPOINT_FORMAT = 1
+AGENT_FILE = "agent.pt"
+SECTIONS = ("agent", "env", "train")
+RESUMABLE_KEYS = BASE_RESUMABLE_KEYS | {"eval_episodes"}
+EVAL_SEED_OFFSET = 1_000_003
+"""Evaluation episode ``j`` resets with seed ``train.seed + EVAL_SEED_OFFSET + j``."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "worldrl/dmc-cartpole_balance-v0"
+    reward: str = "task"
+    """``task`` (the env's reward) or ``viper`` (the likelihood under ``video_model``)."""
+    video_model: str | None = None
+    """Video model folder (``worldrl train-video-model``'s ``video_model/``) for ``reward: viper``."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments of ``gym.make`` (e.g. ``size: 64``, ``max_episode_steps: 100``)."""
+    viper: dict[str, Any] = field(default_factory=dict)
+    """Arguments of :class:`~worldrl.wrappers.VIPERReward` (e.g. ``context``, ``scale``)."""
+
+    def __post_init__(self) -> None:
+        if self.reward not in ("task", "viper"):
+            raise ConfigError(f"env.reward must be 'task' or 'viper', got {self.reward!r}")
+        if (self.reward == "viper") != (self.video_model is not None):
+            raise ConfigError("env.video_model (--video-model) is needed with env.reward=viper, and only then")
+
+
+@dataclass
+class AgentTrainConfig:
+    steps: int = 100_000
+    """Env steps to train, summed over the envs."""
+    seed: int = 0
+    num_envs: int = 1
+    random_steps: int = 4000
+    """Env steps with uniform random actions before learning starts."""
+    update_ratio: float = 1.0
+    """Agent updates per env step (fractions accumulate: 0.5 is one update every other step)."""
+    replay_capacity: int = 100_000
+    """Steps the replay holds over all envs (as DrQ; 64x64x3 frames take 1.2 GB, written at every checkpoint)."""
+    log_every: int = 1000
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "num_envs", "replay_capacity", "log_every", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.random_steps < 0 or self.update_ratio < 0 or self.eval_episodes < 0:
+            raise ConfigError("train.random_steps, update_ratio and eval_episodes must be >= 0")
+
+
+def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with every default filled in, as plain YAML data; unknown sections or keys are errors."""
+    unknown = sorted(set(config) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown config section {unknown[0]!r}; sections: {', '.join(SECTIONS)}")
+    agent = dict(config.get("agent") or {})
+    kind = agent.pop("type", None)
+    cls = agent_class(kind) if kind is not None else None
+    if cls is None:
+        raise ConfigError("agent.type is not set (pass --agent drq or drqv2)")
+    return {
+        "agent": {"type": kind, **to_dict(build_dataclass(cls.config_class, agent, "agent"))},
+        "env": to_dict(build_dataclass(EnvConfig, config.get("env"), "env")),
+        "train": to_dict(build_dataclass(AgentTrainConfig, config.get("train"), "train")),
+    }
+
+
+# Envs ---------------------------------------------------------------------------------------------------------------
+def env_factory(env: EnvConfig, device: torch.device) -> Callable[[], gym.Env]:
+    """A function making one env of ``env`` (VIPER-wrapped for ``reward: viper``, on ``device``)."""
+    kwargs = dict(env.kwargs)
+    if env.reward == "viper":
+        kwargs.update(reward="viper", video_model=env.video_model, viper={"device": device, **env.viper})
+    return lambda: gym.make(env.id, **kwargs)
+
+
+def check_spaces(env: gym.Env | SyncVectorEnv) -> tuple[tuple[int, int, int], spaces.Box]:
+    """The frame shape and the action space; an error for anything but uint8 frames and continuous actions."""
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    action_space = getattr(env, "single_action_space", env.action_space)
+    if not (isinstance(obs_space, spaces.Box) and obs_space.dtype == np.uint8 and len(obs_space.shape) == 3):
+        raise ConfigError(f"the agents take uint8 [H, W, C] frames, but the env observes {obs_space}")
+    if not isinstance(action_space, spaces.Box):
+        raise ConfigError(f"DrQ and DrQ-v2 take continuous (Box) actions, but the env's are {action_space}")
+    return tuple(obs_space.shape), action_space
+
+
+def to_env_action(action: np.ndarray, space: spaces.Box) -> np.ndarray:
+    """Agent actions in ``[-1, 1]`` ``[N, A]`` -> the env's bounds and shape."""
+    low, high = space.low.reshape(-1), space.high.reshape(-1)
+    scaled = low + (action + 1.0) * 0.5 * (high - low)
+    return scaled.reshape(len(action), *space.shape).astype(space.dtype)
+
+
+def evaluate_agent(agent: Agent, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
+    """Mean and std of the return (env reward and ``info["task_reward"]``) of ``episodes`` deterministic episodes.
+
+    Episode ``j`` resets with seed ``seed + j``; the policy takes no random
+    decisions, so evaluating changes no RNG state.
+    """
+    _, space = check_spaces(env)
+    returns, task_returns, lengths = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        state, first, done = None, True, False
+        total = task = 0.0
+        length = 0
+        while not done:
+            action, state = agent.act({"image": obs[None], "is_first": np.array([first])}, state, explore=False)
+            obs, reward, terminated, truncated, info = env.step(to_env_action(action, space)[0])
+            total += float(reward)
+            task += float(info.get("task_reward", reward))
+            first, done, length = False, terminated or truncated, length + 1
+        returns.append(total)
+        task_returns.append(task)
+        lengths.append(length)
+    return {"return": float(np.mean(returns)), "return_std": float(np.std(returns)),
+            "task_return": float(np.mean(task_returns)), "task_return_std": float(np.std(task_returns)),
+            "length": float(np.mean(lengths))}
+
+
+def tensor_tree(value: Any) -> Any:
+    """numpy arrays in nested dicts/lists/tuples as tensors (what ``weights_only`` checkpoints hold)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, Mapping):
+        return {key: tensor_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [tensor_tree(item) for item in value]
+    return value
+
+
+def numpy_tree(value: Any) -> Any:
+    """The inverse of :func:`tensor_tree` (tuples come back as lists)."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, Mapping):
+        return {key: numpy_tree(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [numpy_tree(item) for item in value]
+    return value
+
+
+def viper_scorers(env: gym.Env) -> list[Any]:
+    """The VIPER scorers in an env's wrapper chain (their running statistics belong in a checkpoint)."""
+    scorers = []
+    while env is not None:
+        if hasattr(env, "scorer"):
+            scorers.append(env.scorer)
+        env = getattr(env, "env", None)
+    return scorers
+
+
+# Trainer ------------------------------------------------------------------------------------------------------------
+class AgentTrainer(RunTrainer):
+    """One training run of an agent in a run folder (see the module docstring)."""
+
+    what = "agent"
+    checkpoint_format = CHECKPOINT_FORMAT
+    resumable_keys = RESUMABLE_KEYS
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        out: str | Path,
+        device: str | torch.device = "auto",
+        progress: bool = True,
+        force: bool = False,
+    ):
+        from worldrl.device import resolve_device
+
+        self.context = DistributedContext(device=resolve_device(device))
+        self.device = self.context.device
+        self.config = resolve_config(config)
+        cfg = self.train_config = build_dataclass(AgentTrainConfig, self.config["train"], "train")
+        self.env_config = build_dataclass(EnvConfig, self.config["env"], "env")
+        self.out, self.progress = Path(out), progress
+        checkpoint = self._read_checkpoint(force)
+
+        seed_everything(cfg.seed)
+        make_env = env_factory(self.env_config, self.device)
+        self.envs = SyncVectorEnv([make_env] * cfg.num_envs, autoreset_mode=AutoresetMode.DISABLED)
+        self.eval_env = make_env() if cfg.eval_episodes else None
+        frame_shape, self.action_space = check_spaces(self.envs)
+        action_dim = int(np.prod(self.action_space.shape))
+        agent = dict(self.config["agent"])
+        self.agent = build_agent(agent.pop("type"), agent, frame_shape, action_dim, self.device)
+        self._check_random_steps()
+        self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, action_dim, cfg.num_envs, seed=cfg.seed)
+
+        self.step = 0
+        self.saved_step: int | None = None
+        self.episodes = np.zeros(cfg.num_envs, np.int64)
+        self.histories: list[list[np.ndarray]] = [[] for _ in range(cfg.num_envs)]
+        self.returns = np.zeros((2, cfg.num_envs))
+        self.update_debt = 0.0
+        self.agent_state: Any = None
+        self.last_eval: dict[str, float] = {}
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self._start_envs(checkpoint is not None)
+        self._open_writer(checkpoint)
+
+    def _check_random_steps(self) -> None:
+        """Learning needs a transition in the replay: ``n_step + 1`` steps of each env."""
+        cfg = self.train_config
+        need = cfg.num_envs * (getattr(self.agent.config, "n_step", 1) + 1)
+        if cfg.random_steps < need:
+            raise ConfigError(f"train.random_steps must be >= {need} (num_envs * (agent.n_step + 1)), got "
+                              f"{cfg.random_steps}")
+
+    # Envs -----------------------------------------------------------------------------------------------------------
+    def _episode_seed(self, env: int) -> int:
+        """The reset seed of env ``env``'s current episode: a pure function of the run seed, env and episode."""
+        sequence = np.random.SeedSequence([self.train_config.seed, env, int(self.episodes[env])])
+        return int(sequence.generate_state(1)[0])
+
+    def _start_envs(self, resumed: bool) -> None:
+        """Reset every env with its episode seed; on resume, replay each env's logged actions since that reset."""
+        seeds = [self._episode_seed(env) for env in range(self.envs.num_envs)]
+        obs, _ = self.envs.reset(seed=seeds)
+        self.obs = np.array(obs)
+        self.is_first = np.array([not history for history in self.histories])
+        if not resumed:
+            self.replay.add(self._row(self.obs, np.zeros((self.envs.num_envs, self.replay.specs["action"][0][0])),
+                                      np.zeros(self.envs.num_envs), self.is_first, np.zeros(self.envs.num_envs, bool)))
+            return
+        for env, history in enumerate(self.histories):
+            for action in history:
+                self.obs[env] = self.envs.envs[env].step(to_env_action(action[None], self.action_space)[0])[0]
+
+    @staticmethod
+    def _row(image, action, reward, is_first, terminated, is_last=None) -> dict[str, np.ndarray]:
+        return {"image": image, "action": np.asarray(action, np.float32), "reward": np.asarray(reward, np.float32),
+                "is_first": is_first, "is_last": terminated if is_last is None else is_last,
+                "is_terminal": terminated}
+
+    def _env_step(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """Act in every env (random actions before ``train.random_steps``), store the step, reset finished envs."""
+        num_envs = self.envs.num_envs
+        self.agent.env_steps = self.step
+        action, self.agent_state = self.agent.act({"image": self.obs, "is_first": self.is_first}, self.agent_state,
+                                                  explore=True)
+        if self.step < self.train_config.random_steps:
+            action = (torch.rand(action.shape) * 2 - 1).numpy()
+        obs, reward, terminated, truncated, info = self.envs.step(to_env_action(action, self.action_space))
+        done = terminated | truncated
+        self.replay.add(self._row(obs, action, reward, np.zeros(num_envs, bool), terminated, done))
+        self.returns += [reward, info.get("task_reward", reward)]
+        for env in range(num_envs):
+            self.histories[env].append(action[env].astype(np.float32))
+        self.obs, self.is_first = np.array(obs), np.zeros(num_envs, bool)
+        self.step += num_envs
+        finished = {"return": self.returns[0][done].tolist(), "task_return": self.returns[1][done].tolist()}
+        if done.any():
+            self._reset(done)
+        return done, finished
+
+    def _reset(self, done: np.ndarray) -> None:
+        self.episodes[done] += 1
+        for env in np.flatnonzero(done):
+            self.histories[env] = []
+        seeds = [self._episode_seed(env) if done[env] else None for env in range(self.envs.num_envs)]
+        obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": done})
+        self.obs[done] = np.asarray(obs)[done]
+        self.is_first[done] = True
+        self.returns[:, done] = 0.0
+        count = int(done.sum())
+        self.replay.add(self._row(self.obs[done], np.zeros((count, self.replay.specs["action"][0][0])),
+                                  np.zeros(count), np.ones(count, bool), np.zeros(count, bool)),
+                        env_ids=np.flatnonzero(done))
+
+    # Checkpoints ----------------------------------------------------------------------------------------------------
+    def _replay_file(self, step: int) -> Path:
+        return self.out / f"replay_{step}.npz"
+
+    def checkpoint_state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        self.replay.save(self._replay_file(self.step))
+        return {
+            "agent": self.agent.state_dict(),
+            "replay_file": self._replay_file(self.step).name,
+            "episodes": torch.from_numpy(self.episodes.copy()),
+            "histories": [torch.from_numpy(np.stack(h)) if h else torch.zeros(0) for h in self.histories],
+            "returns": torch.from_numpy(self.returns.copy()),
+            "update_debt": self.update_debt,
+            "agent_state": tensor_tree(self.agent_state),
+            "scorers": [[s.state_dict() for s in viper_scorers(env)] for env in self.envs.envs],
+        }
+
+    def export(self) -> None:
+        """``agent.pt``, and the replay files of older checkpoints removed (the new checkpoint names its own)."""
+        self.agent.save(self.out / AGENT_FILE)
+        for path in self.out.glob("replay_*.npz"):
+            if path != self._replay_file(self.step):
+                path.unlink(missing_ok=True)
+
+    def _restore(self, checkpoint: Mapping[str, Any]) -> None:
+        try:
+            self.agent.load_state_dict(checkpoint["agent"])
+            self.replay.load(self.out / checkpoint["replay_file"])
+        except (RuntimeError, ValueError, KeyError, FileNotFoundError) as error:
+            raise ConfigMismatchError(f"cannot resume from {self.out} with this config: {error}") from error
+        self.step = self.saved_step = int(checkpoint["step"])
+        self.episodes = checkpoint["episodes"].numpy().copy()
+        self.histories = [list(h.numpy()) for h in checkpoint["histories"]]
+        self.returns = checkpoint["returns"].numpy().copy()
+        self.update_debt = float(checkpoint["update_debt"])
+        self.agent_state = numpy_tree(checkpoint["agent_state"])
+        self._restore_rng(checkpoint["rng"])
+        self._scorer_states = checkpoint["scorers"]
+
+    def _restore_scorers(self) -> None:
+        """After the replay of logged actions: the VIPER scorers' statistics as they were saved."""
+        for env, states in zip(self.envs.envs, getattr(self, "_scorer_states", [])):
+            for scorer, state in zip(viper_scorers(env), states):
+                scorer.load_state_dict(state)
+
+    # Training -------------------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Train up to ``train.steps`` env steps, evaluating, logging and checkpointing; return the final metrics."""
+        cfg = self.train_config
+        self._restore_scorers()
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.agent.name}", unit="step",
+                   disable=not self.progress)
+        meter = Meter(self.step, self.agent.updates)
+        try:
+            while self.step < cfg.steps:
+                before = self.step
+                started = time.perf_counter()
+                _, finished = self._env_step()
+                meter.env_time += time.perf_counter() - started
+                meter.episodes(finished)
+                started = time.perf_counter()
+                for metrics in self._updates():
+                    meter.add(metrics)
+                meter.update_time += time.perf_counter() - started
+                bar.update(self.step - before)
+                if self._crossed(before, cfg.log_every):
+                    self._log(meter.flush(self.step, self.agent.updates, getattr(self.agent.config, "batch_size", 0)))
+                    bar.set_postfix(meter.postfix)
+                if cfg.eval_episodes and self._crossed(before, cfg.eval_every):
+                    self._evaluate()
+                if self._crossed(before, cfg.checkpoint_every) or self.step >= cfg.steps:
+                    self.save()
+        finally:
+            bar.close()
+        if cfg.eval_episodes and self.last_eval.get("step") != self.step:
+            self._evaluate()
+        self.close()
+        return {"step": self.step, "updates": self.agent.updates, "episodes": int(self.episodes.sum()),
+                **{f"eval_{key}": value for key, value in self.last_eval.items()}}
+
+    def _crossed(self, before: int, every: int) -> bool:
+        return before // every != self.step // every
+
+    def _updates(self) -> list[dict[str, float]]:
+        """The updates owed for the steps taken (none before ``train.random_steps``)."""
+        cfg = self.train_config
+        if self.step < cfg.random_steps:
+            return []
+        self.update_debt += self.envs.num_envs * cfg.update_ratio
+        metrics = []
+        while self.update_debt >= 1.0:
+            metrics.append(self.agent.update(self.replay))
+            self.update_debt -= 1.0
+        return metrics
+
+    def _evaluate(self) -> None:
+        self.agent.env_steps = self.step
+        result = evaluate_agent(self.agent, self.eval_env, self.train_config.eval_episodes,
+                                self.train_config.seed + EVAL_SEED_OFFSET)
+        self._log({f"eval/{key}": value for key, value in result.items()})
+        self.last_eval = {"step": self.step, **result}
+
+    def _log(self, scalars: Mapping[str, float]) -> None:
+        if self.writer is None:
+            return
+        for key, value in scalars.items():
+            self.writer.add_scalar(key, value, self.step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        super().close()
+        self.envs.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
+
+
+class Meter:
+    """Sums of update metrics, episode returns and timings between two log points."""
+
+    def __init__(self, step: int, updates: int):
+        self.postfix: dict[str, str] = {}
+        self.restart(step, updates)
+
+    def restart(self, step: int, updates: int) -> None:
+        self.step, self.updates = step, updates
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.returns: dict[str, list[float]] = {"return": [], "task_return": []}
+        self.env_time = self.update_time = 0.0
+
+    def add(self, metrics: Mapping[str, float]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+
+    def episodes(self, finished: Mapping[str, list[float]]) -> None:
+        for key, values in finished.items():
+            self.returns[key] += values
+
+    def flush(self, step: int, updates: int, batch_size: int) -> dict[str, float]:
+        """The means since the last flush, as TensorBoard scalars; starts a new interval."""
+        steps, done = step - self.step, updates - self.updates
+        scalars = {f"train/{key}": value / self.count for key, value in self.sums.items()}
+        for key, values in self.returns.items():
+            if values:
+                scalars[f"train/episode_{key}"] = float(np.mean(values))
+        scalars["perf/env_steps_per_s"] = steps / max(self.env_time, 1e-9)
+        scalars["perf/updates_per_s"] = done / max(self.update_time, 1e-9) if done else 0.0
+        scalars["perf/updates_per_env_step"] = done / max(steps, 1)
+        scalars["perf/train_ratio"] = done * batch_size / max(steps, 1)
+        if self.returns["task_return"]:
+            self.postfix = {"return": f"{np.mean(self.returns['task_return']):.1f}"}
+        self.restart(step, updates)
+        return scalars
+
+
+def train_agent(config: Mapping[str, Any], out: str | Path, device: str | torch.device = "auto",
+                progress: bool = True, force: bool = False) -> dict[str, Any]:
+    """Train (or resume) the run in ``out``; returns the final metrics."""
+    return AgentTrainer(config, out, device, progress, force).train()
