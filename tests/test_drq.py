@@ -1,6 +1,7 @@
 """DrQ and DrQ-v2: augmentation, target and temperature updates, RND reward, training on DMC, exact resume."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -126,7 +127,7 @@ def test_viper_reward_run_reports_task_return(tmp_path, viper_model_dir):
     assert metrics["eval_return"] != pytest.approx(metrics["eval_task_return"])
 
 
-def test_train_agent_command_and_help(tmp_path, capsys):
+def test_train_agent_and_evaluate_commands(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train-agent", "--help"])
     assert exit_info.value.code == 0
@@ -139,3 +140,6 @@ def test_train_agent_command_and_help(tmp_path, capsys):
     assert (tmp_path / "run" / "agent.pt").is_file()
     assert main([*args, "agent.hidden=32"]) == 2  # another config in the same folder
     assert "agent.hidden" in capsys.readouterr().err
+    result = tmp_path / "eval.json"
+    assert main(["evaluate", "--agent", str(tmp_path / "run"), "--episodes", "1", "--json", str(result)]) == 0
+    assert json.loads(result.read_text())["length"] == 12

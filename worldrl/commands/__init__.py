@@ -6,4 +6,4 @@ Each module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 """
 
 COMMANDS = ("envs", "demo", "collect", "curate", "train-oracle", "train-tokenizer", "train-video-model", "viper-report",
-            "train-agent")
+            "train-agent", "evaluate")

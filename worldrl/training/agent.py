@@ -485,3 +485,22 @@ def train_agent(config: Mapping[str, Any], out: str | Path, device: str | torch.
                 progress: bool = True, force: bool = False) -> dict[str, Any]:
     """Train (or resume) the run in ``out``; returns the final metrics."""
     return AgentTrainer(config, out, device, progress, force).train()
+
+
+def load_agent(path: str | Path, device: str | torch.device = "auto") -> tuple[Agent, dict[str, Any]]:
+    """The agent saved in a run folder (or its ``agent.pt``, with ``config.yaml`` beside it) and the run's config."""
+    from worldrl.config import load_yaml
+    from worldrl.training.common import CONFIG_FILE
+
+    path = Path(path)
+    folder, weights = (path, path / AGENT_FILE) if path.is_dir() else (path.parent, path)
+    if not weights.is_file() or not (folder / CONFIG_FILE).is_file():
+        raise ConfigError(f"{path}: expected a train-agent run folder with {AGENT_FILE} and {CONFIG_FILE}")
+    config = resolve_config(load_yaml(folder / CONFIG_FILE))
+    agent = dict(config["agent"])
+    env = gym.make(config["env"]["id"], **config["env"]["kwargs"])
+    frame_shape, space = check_spaces(env)
+    env.close()
+    built = build_agent(agent.pop("type"), agent, frame_shape, int(np.prod(space.shape)), device)
+    built.load(weights)
+    return built, config
