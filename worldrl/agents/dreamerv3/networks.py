@@ -177,7 +177,7 @@ class OneHotCategorical:
         flat = self.probs.detach().reshape(-1, self.probs.shape[-1])
         index = torch.multinomial(flat, 1, generator=generator).reshape(self.probs.shape[:-1])
         sample = F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
-        return sample + self.probs - self.probs.detach()
+        return sample + (self.probs - self.probs.detach())
 
     def mode(self) -> Tensor:
         return F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
