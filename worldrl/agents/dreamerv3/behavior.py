@@ -142,15 +142,14 @@ class ActorCritic(nn.Module):
             cont = torch.cat([start_cont[None].float(), (cont_logits(feat[1:]) > 0).float()])
             discount = c.discount * cont
             terms = rewards(feat, actions)
-            advantage = 0.0
-            values = {}
+            advantage, term_returns = 0.0, {}
             total = sum(self.reward_weights.values())
             for key, weight in self.reward_weights.items():
-                values[key] = self.critics[key](feat).mean
-                returns = lambda_returns(terms[key], values[key], discount[1:], c.lam)
+                value = self.critics[key](feat).mean
+                returns = lambda_returns(terms[key], value, discount[1:], c.lam)
                 scale = self.normalizers[key](returns)
-                advantage = advantage + weight / total * (returns - values[key][:-1]) / scale
-                values[key] = returns
+                advantage = advantage + weight / total * (returns - value[:-1]) / scale
+                term_returns[key] = returns
         weight = (torch.cumprod(discount, 0) / c.discount).detach()[:-1]
         policy = self.actor(feat[:-1].detach())
         entropy = policy.entropy()
@@ -161,7 +160,7 @@ class ActorCritic(nn.Module):
         actor_loss = ((actor_loss - c.entropy * entropy) * weight).mean()
         critic_loss, metrics = 0.0, {}
         inputs = feat[:-1].detach()
-        for key, returns in values.items():
+        for key, returns in term_returns.items():
             critic = self.critics[key]
             dist = critic(inputs)
             loss = -dist.log_prob(returns.detach()) - c.slow_reg * dist.log_prob(critic.slow_value(inputs))
