@@ -451,14 +451,14 @@ class Meter:
     def restart(self, step: int, updates: int) -> None:
         self.step, self.updates = step, updates
         self.sums: dict[str, float] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}
         self.returns: dict[str, list[float]] = {"return": [], "task_return": []}
         self.env_time = self.update_time = 0.0
 
     def add(self, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
-        self.count += 1
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def episodes(self, finished: Mapping[str, list[float]]) -> None:
         for key, values in finished.items():
@@ -467,7 +467,7 @@ class Meter:
     def flush(self, step: int, updates: int, batch_size: int) -> dict[str, float]:
         """The means since the last flush, as TensorBoard scalars; starts a new interval."""
         steps, done = step - self.step, updates - self.updates
-        scalars = {f"train/{key}": value / self.count for key, value in self.sums.items()}
+        scalars = {f"train/{key}": value / self.counts[key] for key, value in self.sums.items()}
         for key, values in self.returns.items():
             if values:
                 scalars[f"train/episode_{key}"] = float(np.mean(values))
