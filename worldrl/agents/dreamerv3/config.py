@@ -82,8 +82,6 @@ class DreamerV3Config:
     plan2explore: Plan2ExploreConfig = field(default_factory=Plan2ExploreConfig)
     batch_size: int = 16
     batch_length: int = 64
-    train_ratio: float = 512.0
-    """Replayed steps per env step (the training loop's setting; DreamerV3 uses 512 on DMC)."""
     bf16: bool = False
     """bf16 autocast of the forward passes (losses and distributions stay float32)."""
     device: str = "auto"
@@ -92,8 +90,12 @@ class DreamerV3Config:
 
 def load_dreamerv3_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                           section: str | None = "agent") -> DreamerV3Config:
-    """A preset (its ``agent:`` section, or the whole file with ``section=None``) with ``key=value`` overrides."""
+    """A preset (its ``agent:`` section, or the whole file with ``section=None``) with ``key=value`` overrides.
+
+    The section's ``type`` (the agent's name, read by ``worldrl train-agent``) is dropped.
+    """
     data: dict[str, Any] = load_config(path, overrides)
     if section is not None:
         data = data.get(section, {})
+    data = {key: value for key, value in data.items() if key != "type"}
     return build_dataclass(DreamerV3Config, data, section or "")
