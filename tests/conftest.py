@@ -18,6 +18,40 @@ def rollout(env, steps: int, seed: int):
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread during the test (the machine's cores are shared)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def assert_same_state(a, b, path=""):
+    """Nested dicts, lists and tensors of two checkpoints are equal, bit for bit (``path`` names a difference)."""
+    import torch
+
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_state(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+@pytest.fixture
+def same_state():
+    return assert_same_state
+
+
+@pytest.fixture
 def seeded_rollout():
     return rollout
 

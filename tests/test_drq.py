@@ -82,23 +82,8 @@ def test_rnd_reward_is_added_with_the_weights():
     assert metrics["reward/rnd"] == pytest.approx(expected_rnd.mean().item())
 
 
-def assert_same_state(a, b, path=""):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for key in a:
-            assert_same_state(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_state(x, y, f"{path}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    else:
-        assert a == b, path
-
-
 @pytest.mark.parametrize("agent", ["drq", "drqv2"])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, agent):
+def test_resumed_run_equals_uninterrupted_run(tmp_path, agent, same_state):
     """20 steps, then 16 more from the checkpoint (mid-episode: the envs replay their actions) == 36 at once."""
     config = tiny_config(agent)
     config["agent"]["rnd"] = True
@@ -109,9 +94,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, agent):
     split = train_agent(config, tmp_path / "split", device="cpu", progress=False)
     assert whole == split
     checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split")]
-    assert_same_state(checkpoints[0]["agent"], checkpoints[1]["agent"])
+    same_state(checkpoints[0]["agent"], checkpoints[1]["agent"])
     for key in ("episodes", "histories", "returns", "agent_state"):
-        assert_same_state(checkpoints[0][key], checkpoints[1][key])
+        same_state(checkpoints[0][key], checkpoints[1][key])
     replays = [np.load(tmp_path / run / "replay_36.npz") for run in ("whole", "split")]
     for key in replays[0].files:
         np.testing.assert_array_equal(replays[0][key], replays[1][key], err_msg=key)

@@ -1,8 +1,9 @@
-"""Agents behind one interface (:class:`Agent`), found by name: ``drq``, ``drqv2`` (DreamerV3 to come).
+"""Agents behind one interface (:class:`Agent`), found by name: ``drq``, ``drqv2``, ``dreamerv3``.
 
 Add an agent by adding ``"name": "module:Class"`` to :data:`AGENTS`; the
-class takes ``(config, frame_shape, action_dim, device)`` and names its
-config dataclass in ``config_class``. Modules are imported on first use.
+class takes ``(config, frame_shape, action_dim, device)`` (and
+``discrete=True`` if it sets ``discrete_actions``) and names its config
+dataclass in ``config_class``. Modules are imported on first use.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from worldrl.config import ConfigError, build_dataclass
 AGENTS: dict[str, str] = {
     "drq": "worldrl.agents.drq:DrQ",
     "drqv2": "worldrl.agents.drqv2:DrQv2",
+    "dreamerv3": "worldrl.agents.dreamerv3:DreamerV3",
 }
 
 
@@ -36,10 +38,21 @@ def build_agent(
     frame_shape: tuple[int, int, int],
     action_dim: int,
     device: str | torch.device = "auto",
+    discrete: bool = False,
 ) -> Agent:
-    """An agent from its ``agent:`` config section (unknown keys are errors naming the valid ones)."""
+    """An agent from its ``agent:`` config section (unknown keys are errors naming the valid ones).
+
+    ``discrete``: a Discrete action space of ``action_dim`` actions, for agents that take one.
+    """
     cls = agent_class(name)
-    return cls(build_dataclass(cls.config_class, config, "agent"), frame_shape, action_dim, device)
+    built = build_dataclass(cls.config_class, config, "agent")
+    if not discrete:
+        return cls(built, frame_shape, action_dim, device)
+    if not cls.discrete_actions:
+        takes = ", ".join(sorted(n for n in AGENTS if agent_class(n).discrete_actions))
+        raise ConfigError(f"agent {name!r} takes continuous (Box) actions only, but the env's are discrete; "
+                          f"agents for discrete actions: {takes}")
+    return cls(built, frame_shape, action_dim, device, discrete=True)
 
 
 __all__ = ["AGENTS", "Agent", "Observation", "agent_class", "build_agent"]

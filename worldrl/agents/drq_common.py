@@ -232,6 +232,14 @@ class DrQBase(Agent):
         """One actor step on detached encoder features; returns metrics."""
         raise NotImplementedError
 
+    @property
+    def replayed_steps_per_update(self) -> int:
+        return self.config.batch_size
+
+    @property
+    def min_steps_per_env(self) -> int:
+        return self.config.n_step + 1
+
     # Acting ---------------------------------------------------------------------------------------------------------
     def autocast(self) -> AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)

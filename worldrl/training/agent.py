@@ -1,4 +1,4 @@
-"""Online training of a pixel agent (DrQ, DrQ-v2; any :class:`~worldrl.agents.Agent`) on a worldrl env.
+"""Online training of a pixel agent (DrQ, DrQ-v2, DreamerV3; any :class:`~worldrl.agents.Agent`) on a worldrl env.
 
 A run is described by a config with three sections: ``agent`` (``type`` and
 the agent's settings, e.g. :class:`~worldrl.agents.drq.DrQConfig`), ``env``
@@ -8,10 +8,17 @@ the agent's settings, e.g. :class:`~worldrl.agents.drq.DrQConfig`), ``env``
 itself, with a seed derived from ``(train.seed, env, episode)``. Every step
 goes into a :class:`~worldrl.data.ReplayBuffer`; after ``train.random_steps``
 env steps of uniform random actions the agent makes ``train.update_ratio``
-updates per env step. Every ``train.eval_every`` steps the deterministic
-policy plays ``train.eval_episodes`` episodes (always the same seeds) in a
-separate env; the return of ``info["task_reward"]`` is reported besides the
-env's reward, so a VIPER-trained agent is scored on the task.
+updates per env step, or, with ``train.train_ratio`` set, as many as replay
+that many steps per env step (DreamerV3's train ratio: an update of
+DreamerV3 replays ``batch_size * batch_length`` steps, one of DrQ
+``batch_size``). Discrete action spaces (Atari) go to agents that take them
+(DreamerV3) as one-hot actions, the replay's format; the env gets the argmax.
+Every ``train.eval_every`` steps the deterministic policy plays
+``train.eval_episodes`` episodes (always the same seeds) in a separate env;
+the return of ``info["task_reward"]`` is reported besides the env's reward,
+so a VIPER-trained agent is scored on the task. Every ``train.video_every``
+steps an agent with a world model (DreamerV3) logs open-loop predictions of
+replayed clips next to the real frames.
 
 Layout of the run folder::
 
@@ -19,15 +26,17 @@ Layout of the run folder::
     checkpoint.pt       agent (weights, optimizers), counters, RNG states, env replay log (weights_only)
     replay_<step>.npz   the replay buffer of that checkpoint (written before checkpoint.pt names it)
     agent.pt            the agent alone (``worldrl evaluate`` reads it with config.yaml)
-    tb/                 TensorBoard: losses, returns, entropy/temperature, env and update speed, train ratio
+    tb/                 TensorBoard: losses, returns, policy/env/training speed, train ratio, open-loop videos
 
 Exact resume. Env states cannot be saved in general, but worldrl envs are
 deterministic given the reset seed and the actions, so the checkpoint keeps
 each env's actions since its last reset, and resuming replays them (at most
 one episode per env). With the agent, optimizers, replay (including its
-sampling RNG), the torch/numpy/Python RNG states and the counters restored, a
-run killed at any point (SIGKILL included) and started again with the same
-command continues exactly as if it had never stopped.
+sampling RNG), the torch/numpy/Python RNG states, the counters and the
+agent's acting state (DreamerV3's per-env latents) restored, a run killed at
+any point (SIGKILL included) and started again with the same command
+continues exactly as if it had never stopped. Evaluation and videos draw
+their random numbers from their own seeds, so they change no state of the run.
 """
 
 from __future__ import annotations
@@ -45,16 +54,22 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from tqdm import tqdm
 
-from worldrl.agents import Agent, agent_class, build_agent
+from worldrl.agents import AGENTS, Agent, agent_class, build_agent
 from worldrl.config import ConfigError, build_dataclass, to_dict
 from worldrl.data.replay import ReplayBuffer
-from worldrl.training.common import BASE_RESUMABLE_KEYS, ConfigMismatchError, RunTrainer, seed_everything
+from worldrl.training.common import (
+    BASE_RESUMABLE_KEYS,
+    ConfigMismatchError,
+    RunTrainer,
+    log_video_comparison,
+    seed_everything,
+)
 from worldrl.training.distributed import DistributedContext
 
 CHECKPOINT_FORMAT = 1
 AGENT_FILE = "agent.pt"
 SECTIONS = ("agent", "env", "train")
-RESUMABLE_KEYS = BASE_RESUMABLE_KEYS | {"eval_episodes"}
+RESUMABLE_KEYS = BASE_RESUMABLE_KEYS | {"eval_episodes", "video_every"}
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation episode ``j`` resets with seed ``train.seed + EVAL_SEED_OFFSET + j``."""
 
@@ -88,19 +103,25 @@ class AgentTrainConfig:
     """Env steps with uniform random actions before learning starts."""
     update_ratio: float = 1.0
     """Agent updates per env step (fractions accumulate: 0.5 is one update every other step)."""
+    train_ratio: float | None = None
+    """Replayed steps per env step; when set, replaces ``update_ratio`` (divided by the agent's replayed steps per
+    update: ``batch_size * batch_length`` for DreamerV3)."""
     replay_capacity: int = 100_000
     """Steps the replay holds over all envs (as DrQ; 64x64x3 frames take 1.2 GB, written at every checkpoint)."""
     log_every: int = 1000
     eval_every: int = 10_000
     eval_episodes: int = 10
     checkpoint_every: int = 10_000
+    video_every: int = 10_000
+    """Open-loop video predictions (agents with a world model); 0: none."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "num_envs", "replay_capacity", "log_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.random_steps < 0 or self.update_ratio < 0 or self.eval_episodes < 0:
-            raise ConfigError("train.random_steps, update_ratio and eval_episodes must be >= 0")
+        if min(self.random_steps, self.update_ratio, self.eval_episodes, self.video_every, self.train_ratio or 0) < 0:
+            raise ConfigError("train.random_steps, update_ratio, train_ratio, eval_episodes and video_every must be "
+                              ">= 0")
 
 
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +133,7 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     kind = agent.pop("type", None)
     cls = agent_class(kind) if kind is not None else None
     if cls is None:
-        raise ConfigError("agent.type is not set (pass --agent drq or drqv2)")
+        raise ConfigError(f"agent.type is not set (pass --agent with one of {', '.join(AGENTS)})")
     return {
         "agent": {"type": kind, **to_dict(build_dataclass(cls.config_class, agent, "agent"))},
         "env": to_dict(build_dataclass(EnvConfig, config.get("env"), "env")),
@@ -129,19 +150,40 @@ def env_factory(env: EnvConfig, device: torch.device) -> Callable[[], gym.Env]:
     return lambda: gym.make(env.id, **kwargs)
 
 
-def check_spaces(env: gym.Env | SyncVectorEnv) -> tuple[tuple[int, int, int], spaces.Box]:
-    """The frame shape and the action space; an error for anything but uint8 frames and continuous actions."""
+ActionSpace = spaces.Box | spaces.Discrete
+
+
+def check_spaces(env: gym.Env | SyncVectorEnv) -> tuple[tuple[int, int, int], ActionSpace]:
+    """The frame shape and the action space; an error for anything but uint8 frames and Box or Discrete actions."""
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     action_space = getattr(env, "single_action_space", env.action_space)
     if not (isinstance(obs_space, spaces.Box) and obs_space.dtype == np.uint8 and len(obs_space.shape) == 3):
         raise ConfigError(f"the agents take uint8 [H, W, C] frames, but the env observes {obs_space}")
-    if not isinstance(action_space, spaces.Box):
-        raise ConfigError(f"DrQ and DrQ-v2 take continuous (Box) actions, but the env's are {action_space}")
+    if not isinstance(action_space, (spaces.Box, spaces.Discrete)):
+        raise ConfigError(f"the agents take Box or Discrete actions, but the env's are {action_space}")
     return tuple(obs_space.shape), action_space
 
 
-def to_env_action(action: np.ndarray, space: spaces.Box) -> np.ndarray:
-    """Agent actions in ``[-1, 1]`` ``[N, A]`` -> the env's bounds and shape."""
+def build_env_agent(name: str, config: Mapping[str, Any], env: gym.Env | SyncVectorEnv,
+                    device: str | torch.device) -> tuple[Agent, ActionSpace]:
+    """The agent ``name`` for ``env``'s frames and actions (``n`` one-hot actions for a Discrete space)."""
+    frame_shape, space = check_spaces(env)
+    discrete = isinstance(space, spaces.Discrete)
+    action_dim = int(space.n) if discrete else int(np.prod(space.shape))
+    return build_agent(name, config, frame_shape, action_dim, device, discrete=discrete), space
+
+
+def random_actions(count: int, action_dim: int, space: ActionSpace) -> np.ndarray:
+    """``count`` uniform random agent actions (one-hot for a Discrete space), from torch's RNG."""
+    if isinstance(space, spaces.Discrete):
+        return np.eye(action_dim, dtype=np.float32)[torch.randint(action_dim, (count,)).numpy()]
+    return (torch.rand(count, action_dim) * 2 - 1).numpy()
+
+
+def to_env_action(action: np.ndarray, space: ActionSpace) -> np.ndarray:
+    """Agent actions ``[N, A]`` -> the env's: the argmax of one-hot actions, or ``[-1, 1]`` scaled to the bounds."""
+    if isinstance(space, spaces.Discrete):
+        return (space.start + action.argmax(-1)).astype(space.dtype)
     low, high = space.low.reshape(-1), space.high.reshape(-1)
     scaled = low + (action + 1.0) * 0.5 * (high - low)
     return scaled.reshape(len(action), *space.shape).astype(space.dtype)
@@ -150,9 +192,17 @@ def to_env_action(action: np.ndarray, space: spaces.Box) -> np.ndarray:
 def evaluate_agent(agent: Agent, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
     """Mean and std of the return (env reward and ``info["task_reward"]``) of ``episodes`` deterministic episodes.
 
-    Episode ``j`` resets with seed ``seed + j``; the policy takes no random
-    decisions, so evaluating changes no RNG state.
+    Episode ``j`` resets with seed ``seed + j``. The agent's random draws
+    (DreamerV3 samples its latents) come from torch's RNG seeded with
+    ``seed`` inside a fork, so evaluating changes no RNG state and repeats.
     """
+    device = getattr(agent, "device", torch.device("cpu"))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return _evaluate(agent, env, episodes, seed)
+
+
+def _evaluate(agent: Agent, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
     _, space = check_spaces(env)
     returns, task_returns, lengths = [], [], []
     for episode in range(episodes):
@@ -236,12 +286,14 @@ class AgentTrainer(RunTrainer):
         make_env = env_factory(self.env_config, self.device)
         self.envs = SyncVectorEnv([make_env] * cfg.num_envs, autoreset_mode=AutoresetMode.DISABLED)
         self.eval_env = make_env() if cfg.eval_episodes else None
-        frame_shape, self.action_space = check_spaces(self.envs)
-        action_dim = int(np.prod(self.action_space.shape))
         agent = dict(self.config["agent"])
-        self.agent = build_agent(agent.pop("type"), agent, frame_shape, action_dim, self.device)
+        self.agent, self.action_space = build_env_agent(agent.pop("type"), agent, self.envs, self.device)
         self._check_random_steps()
-        self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, action_dim, cfg.num_envs, seed=cfg.seed)
+        self.update_ratio = (cfg.update_ratio if cfg.train_ratio is None
+                             else cfg.train_ratio / self.agent.replayed_steps_per_update)
+        frame_shape = self.envs.single_observation_space.shape
+        self.action_dim = self.agent.action_dim
+        self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, self.action_dim, cfg.num_envs, seed=cfg.seed)
 
         self.step = 0
         self.saved_step: int | None = None
@@ -249,6 +301,7 @@ class AgentTrainer(RunTrainer):
         self.histories: list[list[np.ndarray]] = [[] for _ in range(cfg.num_envs)]
         self.returns = np.zeros((2, cfg.num_envs))
         self.update_debt = 0.0
+        self.act_time = 0.0
         self.agent_state: Any = None
         self.last_eval: dict[str, float] = {}
         if checkpoint is not None:
@@ -257,12 +310,15 @@ class AgentTrainer(RunTrainer):
         self._open_writer(checkpoint)
 
     def _check_random_steps(self) -> None:
-        """Learning needs a transition in the replay: ``n_step + 1`` steps of each env."""
+        """Learning needs a batch in the replay: a transition (``n_step + 1`` steps) or a sequence of each env."""
         cfg = self.train_config
-        need = cfg.num_envs * (getattr(self.agent.config, "n_step", 1) + 1)
+        per_env = self.agent.min_steps_per_env
+        need = cfg.num_envs * per_env
         if cfg.random_steps < need:
-            raise ConfigError(f"train.random_steps must be >= {need} (num_envs * (agent.n_step + 1)), got "
-                              f"{cfg.random_steps}")
+            raise ConfigError(f"train.random_steps must be >= {need} (num_envs * {per_env} steps the "
+                              f"{self.agent.name} agent samples at once), got {cfg.random_steps}")
+        if cfg.replay_capacity // cfg.num_envs < per_env:
+            raise ConfigError(f"train.replay_capacity must hold {per_env} steps per env, got {cfg.replay_capacity}")
 
     # Envs -----------------------------------------------------------------------------------------------------------
     def _episode_seed(self, env: int) -> int:
@@ -277,7 +333,7 @@ class AgentTrainer(RunTrainer):
         self.obs = np.array(obs)
         self.is_first = np.array([not history for history in self.histories])
         if not resumed:
-            self.replay.add(self._row(self.obs, np.zeros((self.envs.num_envs, self.replay.specs["action"][0][0])),
+            self.replay.add(self._row(self.obs, np.zeros((self.envs.num_envs, self.action_dim)),
                                       np.zeros(self.envs.num_envs), self.is_first, np.zeros(self.envs.num_envs, bool)))
             return
         for env, history in enumerate(self.histories):
@@ -294,10 +350,13 @@ class AgentTrainer(RunTrainer):
         """Act in every env (random actions before ``train.random_steps``), store the step, reset finished envs."""
         num_envs = self.envs.num_envs
         self.agent.env_steps = self.step
+        started = time.perf_counter()
         action, self.agent_state = self.agent.act({"image": self.obs, "is_first": self.is_first}, self.agent_state,
                                                   explore=True)
+        self.act_time += time.perf_counter() - started
         if self.step < self.train_config.random_steps:
-            action = (torch.rand(action.shape) * 2 - 1).numpy()
+            action = random_actions(num_envs, self.action_dim, self.action_space)
+            self.agent_state = self.agent.took(self.agent_state, action)
         obs, reward, terminated, truncated, info = self.envs.step(to_env_action(action, self.action_space))
         done = terminated | truncated
         self.replay.add(self._row(obs, action, reward, np.zeros(num_envs, bool), terminated, done))
@@ -321,7 +380,7 @@ class AgentTrainer(RunTrainer):
         self.is_first[done] = True
         self.returns[:, done] = 0.0
         count = int(done.sum())
-        self.replay.add(self._row(self.obs[done], np.zeros((count, self.replay.specs["action"][0][0])),
+        self.replay.add(self._row(self.obs[done], np.zeros((count, self.action_dim)),
                                   np.zeros(count), np.ones(count, bool), np.zeros(count, bool)),
                         env_ids=np.flatnonzero(done))
 
@@ -380,10 +439,11 @@ class AgentTrainer(RunTrainer):
         meter = Meter(self.step, self.agent.updates)
         try:
             while self.step < cfg.steps:
-                before = self.step
+                before, act_time = self.step, self.act_time
                 started = time.perf_counter()
                 _, finished = self._env_step()
                 meter.env_time += time.perf_counter() - started
+                meter.policy_time += self.act_time - act_time
                 meter.episodes(finished)
                 started = time.perf_counter()
                 for metrics in self._updates():
@@ -391,10 +451,12 @@ class AgentTrainer(RunTrainer):
                 meter.update_time += time.perf_counter() - started
                 bar.update(self.step - before)
                 if self._crossed(before, cfg.log_every):
-                    self._log(meter.flush(self.step, self.agent.updates, getattr(self.agent.config, "batch_size", 0)))
+                    self._log(meter.flush(self.step, self.agent.updates, self.agent.replayed_steps_per_update))
                     bar.set_postfix(meter.postfix)
                 if cfg.eval_episodes and self._crossed(before, cfg.eval_every):
                     self._evaluate()
+                if cfg.video_every and self.step >= cfg.random_steps and self._crossed(before, cfg.video_every):
+                    self._log_video()
                 if self._crossed(before, cfg.checkpoint_every) or self.step >= cfg.steps:
                     self.save()
         finally:
@@ -413,7 +475,7 @@ class AgentTrainer(RunTrainer):
         cfg = self.train_config
         if self.step < cfg.random_steps:
             return []
-        self.update_debt += self.envs.num_envs * cfg.update_ratio
+        self.update_debt += self.envs.num_envs * self.update_ratio
         metrics = []
         while self.update_debt >= 1.0:
             metrics.append(self.agent.update(self.replay))
@@ -426,6 +488,15 @@ class AgentTrainer(RunTrainer):
                                 self.train_config.seed + EVAL_SEED_OFFSET)
         self._log({f"eval/{key}": value for key, value in result.items()})
         self.last_eval = {"step": self.step, **result}
+
+    def _log_video(self) -> None:
+        """Open-loop predictions of replayed clips beside the real frames (``video/open_loop*``)."""
+        if self.writer is None:
+            return
+        videos = self.agent.open_loop_video(self.replay, self.train_config.seed + self.step)
+        if videos is not None:
+            log_video_comparison(self.writer, "video", "open_loop", *videos, self.step)
+            self.writer.flush()
 
     def _log(self, scalars: Mapping[str, float]) -> None:
         if self.writer is None:
@@ -453,7 +524,7 @@ class Meter:
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.returns: dict[str, list[float]] = {"return": [], "task_return": []}
-        self.env_time = self.update_time = 0.0
+        self.env_time = self.policy_time = self.update_time = 0.0  # env steps (acting included), acting, updates
 
     def add(self, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
@@ -464,17 +535,23 @@ class Meter:
         for key, values in finished.items():
             self.returns[key] += values
 
-    def flush(self, step: int, updates: int, batch_size: int) -> dict[str, float]:
-        """The means since the last flush, as TensorBoard scalars; starts a new interval."""
+    def flush(self, step: int, updates: int, replayed_per_update: int) -> dict[str, float]:
+        """The means since the last flush, as TensorBoard scalars; starts a new interval.
+
+        ``perf/train_ratio`` is replayed steps per env step; ``perf/policy_fps`` env steps per second of acting
+        and ``perf/train_fps`` replayed steps per second of updates.
+        """
         steps, done = step - self.step, updates - self.updates
         scalars = {f"train/{key}": value / self.counts[key] for key, value in self.sums.items()}
         for key, values in self.returns.items():
             if values:
                 scalars[f"train/episode_{key}"] = float(np.mean(values))
         scalars["perf/env_steps_per_s"] = steps / max(self.env_time, 1e-9)
+        scalars["perf/policy_fps"] = steps / max(self.policy_time, 1e-9)
         scalars["perf/updates_per_s"] = done / max(self.update_time, 1e-9) if done else 0.0
+        scalars["perf/train_fps"] = scalars["perf/updates_per_s"] * replayed_per_update
         scalars["perf/updates_per_env_step"] = done / max(steps, 1)
-        scalars["perf/train_ratio"] = done * batch_size / max(steps, 1)
+        scalars["perf/train_ratio"] = done * replayed_per_update / max(steps, 1)
         if self.returns["task_return"]:
             self.postfix = {"return": f"{np.mean(self.returns['task_return']):.1f}"}
         self.restart(step, updates)
@@ -499,8 +576,7 @@ def load_agent(path: str | Path, device: str | torch.device = "auto") -> tuple[A
     config = resolve_config(load_yaml(folder / CONFIG_FILE))
     agent = dict(config["agent"])
     env = gym.make(config["env"]["id"], **config["env"]["kwargs"])
-    frame_shape, space = check_spaces(env)
+    built, _ = build_env_agent(agent.pop("type"), agent, env, device)
     env.close()
-    built = build_agent(agent.pop("type"), agent, frame_shape, int(np.prod(space.shape)), device)
     built.load(weights)
     return built, config

@@ -9,6 +9,11 @@ module's loss is differentiated with respect to its own parameters only
 (``backward(inputs=...)``), as the JAX original differentiates each loss
 separately: the actor's backprop-through-dynamics gradient never leaks into
 the world model or the critic.
+
+As an :class:`~worldrl.agents.Agent` (``worldrl train-agent --agent
+dreamerv3``) one :meth:`DreamerV3.update` trains on ``batch_size`` replayed
+sequences of ``batch_length``; the acting state (each env's latent and
+previous action) is plain tensors, so a run checkpoints it as it is.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from worldrl.agents.base import Agent
 from worldrl.agents.dreamerv3.behavior import ActorCritic
 from worldrl.agents.dreamerv3.config import DreamerV3Config, OptimizerConfig
 from worldrl.agents.dreamerv3.plan2explore import Plan2Explore
@@ -29,17 +35,21 @@ from worldrl.agents.dreamerv3.world_model import WorldModel
 from worldrl.device import resolve_device
 
 BOOL_KEYS = ("is_first", "is_last", "is_terminal")
+OPEN_LOOP_CONTEXT = 5
+"""Observed frames before open-loop video predictions (as DreamerV3's report)."""
+OPEN_LOOP_CLIPS = 4
 
 
 def make_optimizer(params: Iterable[nn.Parameter], config: OptimizerConfig) -> torch.optim.Adam:
     return torch.optim.Adam(list(params), lr=config.lr, eps=config.eps)
 
 
-class DreamerV3:
+class DreamerV3(Agent):
     """DreamerV3 with optional Plan2Explore; actions are float32 ``[N, A]`` (one-hot for discrete spaces)."""
 
     name: ClassVar[str] = "dreamerv3"
     config_class: ClassVar[type] = DreamerV3Config
+    discrete_actions: ClassVar[bool] = True
 
     def __init__(self, config: DreamerV3Config, frame_shape: tuple[int, int, int] | None, action_dim: int,
                  device: str | torch.device | None = None, *, discrete: bool = False, vector_dim: int | None = None):
@@ -92,6 +102,14 @@ class DreamerV3:
         return cls(config, None if image is None else tuple(image.shape), action_dim, discrete=discrete,
                    vector_dim=None if state is None else int(np.prod(state.shape)))
 
+    @property
+    def replayed_steps_per_update(self) -> int:
+        return self.config.batch_size * self.config.batch_length
+
+    @property
+    def min_steps_per_env(self) -> int:
+        return self.config.batch_length
+
     def autocast(self) -> AbstractContextManager:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
 
@@ -101,7 +119,7 @@ class DreamerV3:
         for key in ("image", "state", "action", "reward", *BOOL_KEYS):
             if key not in batch:
                 continue
-            value = torch.as_tensor(np.asarray(batch[key]) if not isinstance(batch[key], Tensor) else batch[key])
+            value = batch[key] if isinstance(batch[key], Tensor) else torch.from_numpy(np.ascontiguousarray(batch[key]))
             if key in BOOL_KEYS:
                 value = value.bool()
             elif key != "image":
@@ -128,6 +146,8 @@ class DreamerV3:
         rssm = self.world_model.rssm
         if state is None:
             state = {"latent": rssm.initial(count), "action": torch.zeros(count, self.action_dim, device=self.device)}
+        else:
+            state = self._on_device(state)
         with self.autocast():
             embed = self.world_model.encode({key: value[:, None] for key, value in inputs.items()})[:, 0]
             latent, _ = rssm.obs_step(state["latent"], state["action"], rssm.project_embed(embed),
@@ -136,6 +156,16 @@ class DreamerV3:
         action = policy.sample(generator) if explore else policy.mode()
         action = action.float() if self.discrete else action.float().clamp(-1.0, 1.0)
         return action.cpu().numpy(), {"latent": latent, "action": action}
+
+    def _on_device(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """An acting state as tensors on the device (a resumed run restores it as numpy arrays)."""
+        device = self.device
+        return {key: self._on_device(value) if isinstance(value, Mapping) else torch.as_tensor(value, device=device)
+                for key, value in state.items()}
+
+    def took(self, state: Mapping[str, Any], action: np.ndarray) -> dict[str, Any]:
+        """The next step's RSSM input is the action the env took (random ones before learning starts)."""
+        return {**state, "action": torch.as_tensor(action, dtype=torch.float32, device=self.device)}
 
     # ---------------------------------------------------------------- training
 
@@ -191,15 +221,35 @@ class DreamerV3:
         """One :meth:`train_step` on ``batch_size`` sequences of ``batch_length`` sampled from ``replay``."""
         return self.train_step(replay.sample_sequences(self.config.batch_size, self.config.batch_length))
 
+    def open_loop_video(self, replay: Any, seed: int) -> tuple[Tensor, Tensor]:
+        """Replayed clips of ``batch_length`` and the world model's: 5 observed frames, then open loop.
+
+        Clips stay inside one episode where the replay holds such windows.
+        """
+        rng, length = np.random.default_rng(seed), self.config.batch_length
+        try:
+            batch = replay.sample_sequences(OPEN_LOOP_CLIPS, length, rng, within_episode=True)
+        except ValueError:
+            batch = replay.sample_sequences(OPEN_LOOP_CLIPS, length, rng)
+        data = self.to_tensors(batch)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        with self.autocast():
+            predicted = self.world_model.open_loop(data, min(OPEN_LOOP_CONTEXT, length - 1), generator)
+        real = data["image"].float() / 127.5 - 1.0
+        predicted = (predicted * 2.0).clamp(-1.0, 1.0)
+        return real.permute(0, 4, 1, 2, 3), predicted.permute(0, 4, 1, 2, 3)
+
     # -------------------------------------------------------------- checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         """Weights (slow critics and return normalisers included), optimizer states and counters."""
-        return {"modules": self.modules.state_dict(),
+        return {"agent": self.name, "modules": self.modules.state_dict(),
                 "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
                 "env_steps": int(self.env_steps), "updates": int(self.updates)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("agent", self.name) != self.name:
+            raise ValueError(f"a saved {state.get('agent')!r} agent cannot be loaded into a {self.name!r} agent")
         self.modules.load_state_dict(state["modules"])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])

@@ -29,7 +29,7 @@ from worldrl.agents.dreamerv3.networks import (
     symlog,
     symlog_bins,
 )
-from worldrl.agents.dreamerv3.rssm import RSSM, State
+from worldrl.agents.dreamerv3.rssm import RSSM, State, stack_states
 
 
 class WorldModel(nn.Module):
@@ -78,6 +78,24 @@ class WorldModel(nn.Module):
     def observe(self, batch: Mapping[str, Tensor], generator: torch.Generator | None = None) -> tuple[State, State]:
         """Posterior and prior states ``[B, T, ...]`` of a batch of sequences, from the learned initial state."""
         return self.rssm.observe(self.encode(batch), batch["action"], batch["is_first"], generator=generator)
+
+    @torch.no_grad()
+    def open_loop(self, batch: Mapping[str, Tensor], context: int, generator: torch.Generator | None = None) -> Tensor:
+        """Decoded frames ``[B, T, H, W, C]`` in ``[-0.5, 0.5]`` of sequences ``[B, T, ...]``: reconstructions of
+        the first ``context`` observed steps, then predictions from the replayed actions alone (open loop)."""
+        if self.image_shape is None:
+            raise ValueError("open-loop video predictions need a world model of images")
+        observed = {key: value[:, :context] for key, value in batch.items()}
+        post, _ = self.observe(observed, generator)
+        state = {key: value[:, -1] for key, value in post.items()}
+        imagined = []
+        for t in range(context, batch["action"].shape[1]):
+            state = self.rssm.img_step(state, batch["action"][:, t], generator)
+            imagined.append(state)
+        feat = self.rssm.feat(post)
+        if imagined:
+            feat = torch.cat([feat, self.rssm.feat(stack_states(imagined, 1))], 1)
+        return self.image_decoder(feat.flatten(0, 1)).unflatten(0, feat.shape[:2]).float()
 
     def loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], State]:
         """Scalar loss, detached metrics and the posterior states ``[B, T, ...]`` (starts for imagination)."""
