@@ -166,6 +166,11 @@ class VideoModel(nn.Module):
         return tuple(self.config.latent_shape)
 
     @property
+    def feature_dim(self) -> int:
+        """Size of the per-frame features (:meth:`loss_and_features`, :meth:`frame_features`)."""
+        return self.config.transformer.hidden
+
+    @property
     def cache_span(self) -> int:
         """Past frames the cache must hold: the widest layer window, in frames."""
         return max(self.windows) * self.config.stride
@@ -178,6 +183,15 @@ class VideoModel(nn.Module):
         negative log-likelihood the model maximises, per code).
         """
         raise NotImplementedError
+
+    def loss_and_features(
+        self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None
+    ) -> tuple[Tensor, dict, Tensor]:
+        """:meth:`loss` and the features ``[B, L, D]`` of every clip frame, the inputs of a learned simulator's
+        reward and continue heads: the same function of a frame and its context as :meth:`frame_features` gives
+        in streaming. Subclasses that compute features also set ``cache.features`` in :meth:`score_frames`
+        and :meth:`generate_frame`."""
+        raise NotImplementedError(f"the {self.kind} predictor exposes no frame features")
 
     def score_frames(
         self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
@@ -264,10 +278,13 @@ class VideoModel(nn.Module):
         if codes.shape[0] != state.batch:
             raise ValueError(f"codes has {codes.shape[0]} rows, the state {state.batch}")
         task, actions = self.check_conditioning(task, None if action is None else action[:, None], state.batch, 1)
+        before = state.cache.features
         code = self.score_frames(state.cache, codes[:, None], state.time, task, actions)[:, 0].float()
         if rows is not None:
             rows = torch.as_tensor(rows, dtype=torch.bool, device=state.time.device)
             idle = ~rows
+            if before is not None and state.cache.features is not None:
+                state.cache.features = torch.where(idle[:, None], before, state.cache.features)
             # An idle row's frame went into the slot of its frame t - capacity, outside every window: empty it.
             state.cache.slot_time[idle, state.time[idle] % state.cache.capacity] = EMPTY_TIME
             code[idle] = float("nan")
@@ -337,6 +354,14 @@ class VideoModel(nn.Module):
         )
         state.time += 1
         return state, codes
+
+    def frame_features(self, state: StreamState) -> Tensor:
+        """Features ``[B, D]`` of each row's latest frame (observed by :meth:`step` or imagined by
+        :meth:`sample_step`), as :meth:`loss_and_features` computes them in training."""
+        if state.cache.features is None:
+            raise ValueError(f"no frame features: no frame was observed yet, or the {self.kind} predictor exposes "
+                             "none")
+        return state.cache.features
 
     # Validation -----------------------------------------------------------------------------------------------------
     def check_codes(self, codes: Tensor, dims: int) -> Tensor:

@@ -135,6 +135,13 @@ class MaskGIT(VideoModel):
     ) -> Tensor:
         """Logits ``[B, L, N, K]`` of clips ``[B, L, h, w]`` (frames ``stride`` apart) whose codes are masked where
         ``masked`` ``[B, L, N]``, in one pass over the clean and masked streams."""
+        frames = codes.shape[1]
+        return self._logits(self.clip_hidden(codes, masked, task, actions)[:, frames * self.tokens_per_frame :], frames)
+
+    def clip_hidden(
+        self, codes: Tensor, masked: Tensor, task: Tensor | None = None, actions: Tensor | None = None
+    ) -> Tensor:
+        """Hidden states ``[B, 2 * L * N, D]`` of both streams of clips ``[B, L, h, w]`` (clean stream first)."""
         batch, frames = codes.shape[:2]
         drop = None
         if self.training and actions is not None and self.config.action_dropout > 0:
@@ -147,17 +154,29 @@ class MaskGIT(VideoModel):
         times, index = times.repeat(1, 2), index.repeat(2)
         stream = torch.arange(times.shape[1], device=codes.device) >= frames * self.tokens_per_frame
         masks = self._masks(times[:1], index, stream, times[:1], index, stream)
-        hidden = self.transformer(tokens, times, masks, task)
-        return self._logits(hidden[:, frames * self.tokens_per_frame :], frames)
+        return self.transformer(tokens, times, masks, task)
 
     def loss(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> tuple[Tensor, dict]:
+        loss, stats, _ = self.loss_and_features(codes, task, actions)
+        return loss, stats
+
+    def loss_and_features(
+        self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None
+    ) -> tuple[Tensor, dict, Tensor]:
         codes = self.check_codes(codes, 4)
         task, actions = self.check_conditioning(task, actions, codes.shape[0], codes.shape[1])
-        masked = self.random_mask(codes.shape[0], codes.shape[1])
-        logits = self.logits(codes, masked, task, actions)
+        frames = codes.shape[1]
+        masked = self.random_mask(codes.shape[0], frames)
+        hidden = self.clip_hidden(codes, masked, task, actions)
+        split = frames * self.tokens_per_frame
+        logits = self._logits(hidden[:, split:], frames)
         nll = F.cross_entropy(logits[masked], codes.flatten(2)[masked])
         stats = {"nats_per_code": nll.detach(), "bits_per_code": nll.detach() / math.log(2)}
-        return nll, stats
+        return nll, stats, self._frame_features(hidden[:, :split], frames)
+
+    def _frame_features(self, clean: Tensor, frames: int) -> Tensor:
+        """Clean-stream hidden states ``[B, F * N, D]`` -> ``[B, F, D]``: the mean over each frame's tokens."""
+        return clean.view(clean.shape[0], frames, self.tokens_per_frame, -1).mean(2)
 
     def random_mask(self, batch: int, frames: int) -> Tensor:
         """``[B, F, N]`` training mask: ``ceil(cos(pi r / 2) * N)`` random codes per frame, ``r ~ U(0, 1)``."""
@@ -180,7 +199,10 @@ class MaskGIT(VideoModel):
         masks = window_masks(
             self.windows, times, index, cache.key_times(), cache.key_index(), self.config.stride, same_frame="full"
         )
-        self.transformer(self.embed_frames(codes, action), times, masks, task, CacheWrite(cache, slots, frames=frames))
+        hidden = self.transformer(
+            self.embed_frames(codes, action), times, masks, task, CacheWrite(cache, slots, frames=frames)
+        )
+        cache.features = self._frame_features(hidden, frames)[:, -1]
 
     def _masked_logits(
         self, cache: FrameCache, codes: Tensor, masked: Tensor, frame_times: Tensor, task: Tensor | None,

@@ -98,6 +98,8 @@ class FrameCache:
         self.slot_time = torch.full((batch, capacity), EMPTY_TIME, dtype=torch.long, device=device)
         self.keys: list[Tensor | None] = []
         self.values: list[Tensor | None] = []
+        self.features: Tensor | None = None
+        """``[B, D]`` features of each row's latest frame, set by predictors that expose them (reward heads)."""
 
     def key_times(self) -> Tensor:
         """``[B, capacity * tokens_per_frame]`` time of every cached key (``EMPTY_TIME`` where empty)."""
@@ -144,6 +146,7 @@ class FrameCache:
         out.slot_time = self.slot_time[rows].clone()
         out.keys = [k[rows].clone() if k is not None else None for k in self.keys]
         out.values = [v[rows].clone() if v is not None else None for v in self.values]
+        out.features = None if self.features is None else self.features[rows].clone()
         return out
 
 

@@ -87,6 +87,10 @@ class VideoGPT(VideoModel):
     # Training -------------------------------------------------------------------------------------------------------
     def logits(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> Tensor:
         """Logits ``[B, L, h*w, K]`` of clips ``[B, L, h, w]`` of frames ``stride`` apart, in one masked pass."""
+        return self._code_logits(self.clip_hidden(codes, task, actions), codes.shape[1])
+
+    def clip_hidden(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> Tensor:
+        """Hidden states ``[B, L * (1 + h*w), D]`` of clips ``[B, L, h, w]`` (the training pass)."""
         batch, frames = codes.shape[:2]
         drop = None
         if self.training and actions is not None and self.config.action_dropout > 0:
@@ -95,15 +99,27 @@ class VideoGPT(VideoModel):
         frame_times = torch.arange(frames, device=codes.device).expand(batch, frames) * self.config.stride
         times, index = self._token_meta(frame_times)
         masks = window_masks(self.windows, times[:1], index, times[:1], index, self.config.stride)
-        return self._code_logits(self.transformer(tokens, times, masks, task), frames)
+        return self.transformer(tokens, times, masks, task)
 
     def loss(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> tuple[Tensor, dict]:
+        loss, stats, _ = self.loss_and_features(codes, task, actions)
+        return loss, stats
+
+    def loss_and_features(
+        self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None
+    ) -> tuple[Tensor, dict, Tensor]:
         codes = self.check_codes(codes, 4)
         task, actions = self.check_conditioning(task, actions, codes.shape[0], codes.shape[1])
-        logits = self.logits(codes, task, actions)
+        hidden = self.clip_hidden(codes, task, actions)
+        logits = self._code_logits(hidden, codes.shape[1])
         nll = F.cross_entropy(logits.flatten(0, 2), codes.flatten())
         stats = {"nats_per_code": nll.detach(), "bits_per_code": nll.detach() / math.log(2)}
-        return nll, stats
+        return nll, stats, self._frame_features(hidden, codes.shape[1])
+
+    def _frame_features(self, hidden: Tensor, frames: int) -> Tensor:
+        """Hidden states ``[B, F * P, D]`` -> ``[B, F, D]``: each frame's last position, which sees the whole frame
+        (its codes, its action) and its context."""
+        return hidden.view(hidden.shape[0], frames, self.tokens_per_frame, -1)[:, :, -1]
 
     # Cached scoring and sampling ------------------------------------------------------------------------------------
     def score_frames(
@@ -119,6 +135,7 @@ class VideoGPT(VideoModel):
         hidden = self.transformer(
             self.embed_frames(codes, actions), times, masks, task, write=CacheWrite(cache, slots, frames=frames)
         )
+        cache.features = self._frame_features(hidden, frames)[:, -1]
         logp = self._code_logits(hidden, frames).log_softmax(-1)
         return logp.gather(-1, codes.flatten(2)[..., None])[..., 0].view(codes.shape)
 
@@ -142,6 +159,8 @@ class VideoGPT(VideoModel):
             hidden = self.transformer(token, times, masks, task, write=CacheWrite(cache, slots, start=position))
             if position < self.tokens_per_frame - 1:
                 codes.append(sample_logits(self.head(hidden[:, 0]).float(), temperature, top_k, generator))
+            else:
+                cache.features = hidden[:, 0]
         return torch.stack(codes, dim=1).view(batch, *self.latent_shape)
 
 
