@@ -16,6 +16,14 @@ afresh. Training clips are ``model.context + 1`` code frames taken every
 ``model.stride`` frames (the :class:`~worldrl.models.predictors.VideoModel`
 definition); each step minimises ``model.loss`` with AdamW.
 
+An optional ``heads`` section (:class:`~worldrl.models.reward_heads.HeadsConfig`,
+e.g. ``heads: {reward: true, continue: true}``) trains a learned simulator's
+reward and continue heads on the model's per-frame features, from the
+episodes' ``reward`` and ``is_terminal``, jointly with the model (or on
+detached features). The exported folder then also holds ``heads/``, and
+always ``simulator.json`` (the real env's id, arguments and action space,
+:mod:`worldrl.envs.simulator_spec`).
+
 Layout of the run folder::
 
     config.yaml      the resolved config (every default filled in, and the tokenizer's digest)
@@ -50,6 +58,7 @@ from worldrl.atomic import atomic_write
 from worldrl.config import ConfigError, build_dataclass, to_dict
 from worldrl.data.clips import VideoClipDataset
 from worldrl.data.episode import load_episode
+from worldrl.models.reward_heads import HeadsConfig, RewardHeads
 from worldrl.training.common import (
     BASE_RESUMABLE_KEYS,
     CHECKPOINT_FILE,
@@ -68,7 +77,7 @@ from worldrl.training.distributed import DistributedContext, all_reduce, barrier
 VIDEO_MODEL_DIR = "video_model"
 CODES_DIR = "codes"
 CHECKPOINT_FORMAT = 1
-SECTIONS = ("model", "train")
+SECTIONS = ("model", "train", "heads")
 RESUMABLE_KEYS = BASE_RESUMABLE_KEYS | {
     "sample_every", "sample_count", "sample_context", "sample_temperature", "code_cache"
 }
@@ -131,10 +140,13 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config with every default filled in, as plain YAML data; unknown sections or keys are errors."""
     from worldrl.models.predictors import VIDEO_MODELS
 
-    return {
+    resolved = {
         "model": resolve_model(config, SECTIONS, VIDEO_MODELS),
         "train": to_dict(build_dataclass(VideoTrainConfig, config.get("train"), "train")),
     }
+    if config.get("heads"):
+        resolved["heads"] = HeadsConfig.from_section(config["heads"]).to_section()
+    return resolved
 
 
 # Code cache ---------------------------------------------------------------------------------------------------------
@@ -200,14 +212,18 @@ class CodeCache:
 class CodeClips(VideoClipDataset):
     """Clips of code frames: the episode index, split and task ids of :class:`VideoClipDataset`, the frames
     from a :class:`CodeCache`. Items hold ``codes`` int64 ``[L, h, w]`` and, as configured, ``actions``
-    ``[L, A]`` and ``task_id``."""
+    ``[L, A]``, ``task_id`` and (for reward heads) ``reward``, ``is_terminal`` and ``is_first`` ``[L]``."""
 
     codes: list[np.ndarray]
     actions: list[np.ndarray] | None = None
+    signals: list[dict[str, np.ndarray]] | None = None
 
-    def attach(self, cache: CodeCache, action_dim: int) -> None:
-        """Read every episode's codes (and actions, checked to have ``action_dim`` entries) from the cache."""
+    def attach(self, cache: CodeCache, action_dim: int, signals: bool = False) -> None:
+        """Read every episode's codes (and actions, checked to have ``action_dim`` entries) from the cache, and
+        with ``signals`` the rewards and flags the heads learn."""
         self.codes = [cache.load(path) for path in self.paths]
+        if signals:
+            self.signals = [load_episode(path, keys=HEAD_KEYS) for path in self.paths]
         if action_dim:
             self.actions = [load_episode(path, keys=("action",))["action"] for path in self.paths]
             for path, actions in zip(self.paths, self.actions):
@@ -232,6 +248,9 @@ class CodeClips(VideoClipDataset):
             item["actions"] = torch.from_numpy(np.array(self.actions[episode][frames], np.float32))
         if self.with_task_id:
             item["task_id"] = torch.tensor(self._task_ids[episode], dtype=torch.int64)
+        if self.signals is not None:
+            for key in HEAD_KEYS:
+                item[key] = torch.from_numpy(np.asarray(self.signals[episode][key][frames]))
         return item
 
     def batch(self, indices: Sequence[int], full_rate: bool = False) -> dict[str, Tensor]:
@@ -239,15 +258,26 @@ class CodeClips(VideoClipDataset):
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
+HEAD_KEYS = ("reward", "is_terminal", "is_first")
+
+
 class _Loss(nn.Module):
-    """The model's loss as ``forward``, so that DistributedDataParallel synchronises its gradients."""
+    """The model's loss (plus the heads') as ``forward``, so that DistributedDataParallel synchronises the
+    gradients."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, heads: RewardHeads | None = None):
         super().__init__()
-        self.model = model
+        self.model, self.heads = model, heads
 
-    def forward(self, codes: Tensor, task: Tensor | None, actions: Tensor | None) -> tuple[Tensor, dict]:
-        return self.model.loss(codes, task, actions)
+    def forward(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict]:
+        codes, task, actions = batch["codes"], batch.get("task_id"), batch.get("actions")
+        if self.heads is None:
+            return self.model.loss(codes, task, actions)
+        loss, stats, features = self.model.loss_and_features(codes, task, actions)
+        config = self.heads.config
+        features = features.detach() if config.detach else features
+        heads_loss, heads_stats = self.heads.loss(features, batch["reward"], batch["is_terminal"], ~batch["is_first"])
+        return loss + config.weight * heads_loss, {**stats, **heads_stats}
 
 
 # Trainer ------------------------------------------------------------------------------------------------------------
@@ -285,6 +315,7 @@ class VideoModelTrainer(RunTrainer):
 
         seed_everything(cfg.seed)
         self.model = build_video_model(self.config["model"]).to(self.device)
+        self.heads = self._build_heads()
         self.tokenizer = load_tokenizer(tokenizer, self.device, frame_shape=tuple(self.train_data.image_shape))
         check_tokenizer(self.model, self.tokenizer, tokenizer)
         if self.tokenizer.frames_per_code != 1:
@@ -298,21 +329,31 @@ class VideoModelTrainer(RunTrainer):
         checkpoint = self._read_checkpoint(force)
         self.encoded = self._encode()
 
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
-        )
+        parameters = list(self.model.parameters()) + ([] if self.heads is None else list(self.heads.parameters()))
+        self.optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.step = 0
         self.saved_step: int | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
         elif self.context.rank:
             seed_everything(cfg.seed + self.context.rank)
-        self.loss_ddp = wrap(_Loss(self.model), self.context, cfg.find_unused_parameters)
+        self.loss_ddp = wrap(_Loss(self.model, self.heads), self.context, cfg.find_unused_parameters)
         self.writer = None
         self._open_writer(checkpoint)
         self.history: list[dict[str, float]] = []
+        self.spec_written = False
 
     # Setup ----------------------------------------------------------------------------------------------------------
+    def _build_heads(self) -> RewardHeads | None:
+        """The reward/continue heads of the ``heads`` section, on the model's features (None without it)."""
+        config = HeadsConfig.from_section(self.config.get("heads"))
+        if not config.enabled:
+            return None
+        if self.model.config.stride != 1:
+            raise ConfigError("reward and continue heads need model.stride 1 (a reward per frame)")
+        config.feature_dim = self.model.feature_dim
+        return RewardHeads(config).to(self.device)
+
     def _datasets(self) -> tuple[CodeClips, CodeClips, str]:
         """Train and validation clips (the training split evaluates when there are no validation episodes)."""
         model, cfg = self.config["model"], self.train_config
@@ -361,12 +402,14 @@ class VideoModelTrainer(RunTrainer):
         cache.encode_all(missing[self.context.rank :: self.context.world_size], self.progress)
         barrier()
         for dataset in {id(self.train_data): self.train_data, id(self.val_data): self.val_data}.values():
-            dataset.attach(cache, self.model.config.action_dim)
+            dataset.attach(cache, self.model.config.action_dim, signals=self.heads is not None)
         return len(missing)
 
     def _restore(self, checkpoint: Mapping[str, Any]) -> None:
         try:
             self.model.load_state_dict(checkpoint["model"])
+            if self.heads is not None:
+                self.heads.load_state_dict(checkpoint["heads"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
             raise ConfigMismatchError(
@@ -444,12 +487,12 @@ class VideoModelTrainer(RunTrainer):
     def _train_step(self, batch: Mapping[str, Tensor]) -> dict[str, float]:
         lr = self._set_learning_rate()
         with self._autocast():
-            loss, stats = self.loss_ddp(batch["codes"], batch.get("task_id"), batch.get("actions"))
+            loss, stats = self.loss_ddp(batch)
         loss = loss.float()
         self._check_finite({"loss": loss})
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        stats = {"loss": loss, **stats, "grad_norm": self._clip(self.model, "video model")}
+        stats = {"loss": loss, **stats, "grad_norm": self._clip(self.loss_ddp, "video model")}
         self.optimizer.step()
         values = torch.stack([torch.as_tensor(v, device=self.device).detach().float().reshape(()) for v in
                               stats.values()])
@@ -539,10 +582,19 @@ class VideoModelTrainer(RunTrainer):
             self.writer.add_scalar(f"val/{key}", value, self.step)
 
     def checkpoint_state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "data": self.data}
+        heads = {} if self.heads is None else {"heads": self.heads.state_dict()}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "data": self.data, **heads}
 
     def export(self) -> None:
-        self.model.save(self.out / VIDEO_MODEL_DIR, tokenizer=self.tokenizer)
+        from worldrl.envs.simulator_spec import write_spec
+
+        folder = self.out / VIDEO_MODEL_DIR
+        self.model.save(folder, tokenizer=self.tokenizer)
+        if self.heads is not None:
+            self.heads.save(folder)
+        if not self.spec_written:
+            write_spec(folder, self.data)
+            self.spec_written = True
 
 
 def train_video_model(
