@@ -41,6 +41,7 @@ optionally TECO's revise rounds: split the codes at random into
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -179,12 +180,8 @@ class MaskGIT(VideoModel):
         return clean.view(clean.shape[0], frames, self.tokens_per_frame, -1).mean(2)
 
     def random_mask(self, batch: int, frames: int) -> Tensor:
-        """``[B, F, N]`` training mask: ``ceil(cos(pi r / 2) * N)`` random codes per frame, ``r ~ U(0, 1)``."""
-        n = self.tokens_per_frame
-        ratio = torch.cos(math.pi / 2 * torch.rand(batch, frames, device=self.device))
-        count = (ratio * n).ceil().clamp(1, n)
-        rank = torch.rand(batch, frames, n, device=self.device).argsort(-1).argsort(-1)
-        return rank < count[..., None]
+        """``[B, F, N]`` training mask (:func:`random_mask`)."""
+        return random_mask(batch, frames, self.tokens_per_frame, self.device)
 
     # Cached scoring and sampling ------------------------------------------------------------------------------------
     def _observe(
@@ -233,14 +230,10 @@ class MaskGIT(VideoModel):
         action = self._action_term(actions, batch, frames)
         self._observe(cache, flat, start, task, action)
         frame_times = start[:, None] + torch.arange(frames, device=codes.device)
-        masked = torch.ones_like(flat, dtype=torch.bool)
-        logp = torch.zeros(flat.shape, device=codes.device)
-        for remaining in mask_schedule(self.tokens_per_frame, self.config.likelihood_steps):
-            logits = self._masked_logits(cache, flat, masked, frame_times, task, action).log_softmax(-1)
-            confidence = logits.amax(-1).masked_fill(~masked, math.inf)
-            reveal = masked & ~least_confident(confidence, remaining)
-            logp = torch.where(reveal, logits.gather(-1, flat[..., None])[..., 0], logp)
-            masked = masked & ~reveal
+        steps = self.config.likelihood_steps
+        logp = greedy_order_log_prob(
+            lambda masked: self._masked_logits(cache, flat, masked, frame_times, task, action), flat, steps
+        )
         return logp.view(codes.shape)
 
     def generate_frame(
@@ -249,41 +242,16 @@ class MaskGIT(VideoModel):
     ) -> Tensor:
         batch, n = time.shape[0], self.tokens_per_frame
         action = self._action_term(None if action is None else action[:, None], batch, 1)
-        codes = torch.zeros(batch, 1, n, dtype=torch.long, device=time.device)
-        masked = torch.ones_like(codes, dtype=torch.bool)
-        schedule = mask_schedule(n, self.config.sample_steps)
-        for step, remaining in enumerate(schedule):
-            logits = self._masked_logits(cache, codes, masked, time[:, None], task, action)
-            sampled = sample_logits(logits.flatten(0, 2), temperature, top_k, generator).view_as(codes)
-            confidence = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]
-            scale = self.config.confidence_temperature * (1 - step / len(schedule)) if temperature > 0 else 0.0
-            if scale:
-                confidence = confidence + scale * gumbel_like(confidence, generator)
-            keep_masked = least_confident(confidence.masked_fill(~masked, math.inf), remaining)
-            codes = torch.where(masked & ~keep_masked, sampled, codes)
-            masked = keep_masked
-        codes = self._revise(cache, codes, time, task, action, temperature, top_k, generator)
+        config = self.config
+
+        def logits_of(codes: Tensor, masked: Tensor) -> Tensor:
+            return self._masked_logits(cache, codes, masked, time[:, None], task, action)
+
+        codes = draft(logits_of, (batch, 1, n), time.device, config.sample_steps, config.confidence_temperature,
+                      temperature, top_k, generator)
+        codes = revise(logits_of, codes, config.revise_rounds, config.revise_chunks, temperature, top_k, generator)
         self._observe(cache, codes, time, task, action)
         return codes.view(batch, *self.latent_shape)
-
-    def _revise(
-        self, cache: FrameCache, codes: Tensor, time: Tensor, task: Tensor | None, action: Tensor | None,
-        temperature: float, top_k: int | None, generator: torch.Generator | None,
-    ) -> Tensor:
-        """TECO's revise rounds on drafted codes ``[B, 1, N]``: regenerate each random group given the others
-        (greedy decoding splits the positions by index instead, so that it stays deterministic)."""
-        chunks = self.config.revise_chunks
-        for _ in range(self.config.revise_rounds):
-            rank = torch.arange(codes.shape[-1], device=codes.device).expand_as(codes)
-            if temperature > 0:
-                rank = torch.rand(codes.shape, device=codes.device, generator=generator).argsort(-1).argsort(-1)
-            group = rank % chunks
-            for chunk in range(chunks):
-                masked = group == chunk
-                logits = self._masked_logits(cache, codes, masked, time[:, None], task, action)
-                sampled = sample_logits(logits.flatten(0, 2), temperature, top_k, generator).view_as(codes)
-                codes = torch.where(masked, sampled, codes)
-        return codes
 
 
 def mask_schedule(tokens: int, steps: int) -> list[int]:
@@ -308,3 +276,67 @@ def gumbel_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Standard Gumbel noise shaped like ``x``."""
     uniform = torch.rand(x.shape, device=x.device, generator=generator).clamp_min(1e-20)
     return -torch.log(-torch.log(uniform))
+
+
+def random_mask(batch: int, frames: int, tokens: int, device: torch.device) -> Tensor:
+    """``[B, F, N]`` training mask: ``ceil(cos(pi r / 2) * N)`` random codes per frame, ``r ~ U(0, 1)``."""
+    ratio = torch.cos(math.pi / 2 * torch.rand(batch, frames, device=device))
+    count = (ratio * tokens).ceil().clamp(1, tokens)
+    rank = torch.rand(batch, frames, tokens, device=device).argsort(-1).argsort(-1)
+    return rank < count[..., None]
+
+
+def greedy_order_log_prob(logits_of: Callable[[Tensor], Tensor], codes: Tensor, steps: int) -> Tensor:
+    """The likelihood estimate of the module docstring: log-probabilities ``[..., N]`` of ``codes`` ``[..., N]``
+    revealed in ``steps`` greedy-order passes; ``logits_of(masked)`` gives the logits ``[..., N, K]`` of
+    ``codes`` masked where ``masked``."""
+    masked = torch.ones_like(codes, dtype=torch.bool)
+    logp = torch.zeros(codes.shape, device=codes.device)
+    for remaining in mask_schedule(codes.shape[-1], steps):
+        logits = logits_of(masked).log_softmax(-1)
+        confidence = logits.amax(-1).masked_fill(~masked, math.inf)
+        reveal = masked & ~least_confident(confidence, remaining)
+        logp = torch.where(reveal, logits.gather(-1, codes[..., None])[..., 0], logp)
+        masked = masked & ~reveal
+    return logp
+
+
+def draft(
+    logits_of: Callable[[Tensor, Tensor], Tensor], shape: tuple[int, ...], device: torch.device, steps: int,
+    confidence_temperature: float, temperature: float, top_k: int | None, generator: torch.Generator | None,
+) -> Tensor:
+    """MaskGIT decoding of codes ``shape`` (``[..., N]``) from all masked in ``steps`` steps (module docstring);
+    ``logits_of(codes, masked)`` gives the logits ``[..., N, K]`` of ``codes`` masked where ``masked``."""
+    codes = torch.zeros(shape, dtype=torch.long, device=device)
+    masked = torch.ones_like(codes, dtype=torch.bool)
+    schedule = mask_schedule(shape[-1], steps)
+    for step, remaining in enumerate(schedule):
+        logits = logits_of(codes, masked)
+        sampled = sample_logits(logits.flatten(0, -2), temperature, top_k, generator).view_as(codes)
+        confidence = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]
+        scale = confidence_temperature * (1 - step / len(schedule)) if temperature > 0 else 0.0
+        if scale:
+            confidence = confidence + scale * gumbel_like(confidence, generator)
+        keep_masked = least_confident(confidence.masked_fill(~masked, math.inf), remaining)
+        codes = torch.where(masked & ~keep_masked, sampled, codes)
+        masked = keep_masked
+    return codes
+
+
+def revise(
+    logits_of: Callable[[Tensor, Tensor], Tensor], codes: Tensor, rounds: int, chunks: int, temperature: float,
+    top_k: int | None, generator: torch.Generator | None,
+) -> Tensor:
+    """TECO's revise rounds on drafted codes ``[..., N]``: regenerate each random group of ``chunks`` given the
+    others (greedy decoding splits the positions by index instead, so that it stays deterministic)."""
+    for _ in range(rounds):
+        rank = torch.arange(codes.shape[-1], device=codes.device).expand_as(codes)
+        if temperature > 0:
+            rank = torch.rand(codes.shape, device=codes.device, generator=generator).argsort(-1).argsort(-1)
+        group = rank % chunks
+        for chunk in range(chunks):
+            masked = group == chunk
+            logits = logits_of(codes, masked)
+            sampled = sample_logits(logits.flatten(0, -2), temperature, top_k, generator).view_as(codes)
+            codes = torch.where(masked, sampled, codes)
+    return codes

@@ -98,6 +98,9 @@ class FrameCache:
         self.slot_time = torch.full((batch, capacity), EMPTY_TIME, dtype=torch.long, device=device)
         self.keys: list[Tensor | None] = []
         self.values: list[Tensor | None] = []
+        self.slot_data: dict[str, Tensor] = {}
+        """Per-frame tensors ``[B, capacity, ...]`` a predictor keeps beside the keys and values (TECO: each frame's
+        codes and latent), in the same slots: :meth:`put` and :meth:`get`."""
         self.features: Tensor | None = None
         """``[B, D]`` features of each row's latest frame, set by predictors that expose them (reward heads)."""
 
@@ -136,6 +139,21 @@ class FrameCache:
         b, h, c, n, d = k.shape
         return k.view(b, h, c * n, d), v.view(b, h, c * n, d)
 
+    def put(self, name: str, slots: Tensor, values: Tensor) -> None:
+        """Store ``values`` ``[B, ...]`` under ``name`` in the frame slots ``slots`` ``[B]`` (claimed beforehand)."""
+        if name not in self.slot_data:
+            self.slot_data[name] = values.new_zeros((self.batch, self.capacity, *values.shape[1:]))
+        self.slot_data[name][torch.arange(self.batch, device=slots.device), slots] = values
+
+    def get(self, name: str, times: Tensor) -> tuple[Tensor | None, Tensor]:
+        """What :meth:`put` stored under ``name`` for the frames at ``times`` ``[B]`` (None if nothing yet), and
+        ``[B]`` bool: whether the row's slot still holds that frame (False where it was reset or overwritten)."""
+        rows = torch.arange(self.batch, device=times.device)
+        slots = times % self.capacity
+        held = self.slot_time[rows, slots] == times
+        data = self.slot_data.get(name)
+        return (None if data is None else data[rows, slots]), held
+
     def reset(self, rows: Tensor) -> None:
         """Forget everything cached for the batch rows where ``rows`` ``[B]`` is True."""
         self.slot_time[rows] = EMPTY_TIME
@@ -146,6 +164,7 @@ class FrameCache:
         out.slot_time = self.slot_time[rows].clone()
         out.keys = [k[rows].clone() if k is not None else None for k in self.keys]
         out.values = [v[rows].clone() if v is not None else None for v in self.values]
+        out.slot_data = {name: data[rows].clone() for name, data in self.slot_data.items()}
         out.features = None if self.features is None else self.features[rows].clone()
         return out
 
