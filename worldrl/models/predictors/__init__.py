@@ -2,6 +2,8 @@
 
 - :class:`~worldrl.models.predictors.videogpt.VideoGPT`: autoregressive prior over each frame's codes (VIPER).
 - :class:`~worldrl.models.predictors.maskgit.MaskGIT`: spatial MaskGIT per frame, autoregressive over frames.
+- :class:`~worldrl.models.predictors.teco.TECO`: latent dynamics (encoder, temporal transformer, MaskGIT prior
+  over the latents, decoder to codes) for long, action-conditioned videos.
 
 All share :class:`~worldrl.models.predictors.base.VideoModel` (``log_prob``,
 ``init_state``/``step``, ``sample``). :func:`build_video_model` makes one from
@@ -23,6 +25,7 @@ from worldrl.models.predictors.base import (
     load_video_model,
 )
 from worldrl.models.predictors.maskgit import MaskGIT, MaskGITConfig
+from worldrl.models.predictors.teco import TECO, TECOConfig
 from worldrl.models.predictors.videogpt import VideoGPT
 
 
@@ -37,6 +40,8 @@ __all__ = [
     "MaskGIT",
     "MaskGITConfig",
     "StreamState",
+    "TECO",
+    "TECOConfig",
     "VideoGPT",
     "VideoModel",
     "VideoModelConfig",
