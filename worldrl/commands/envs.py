@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for env_id in tqdm(ids, desc="reading spaces", unit="env", file=sys.stderr, disable=len(ids) < 5):
         try:
             env = gym.make(env_id)
-        except ImportError as error:
+        except (ImportError, TypeError) as error:  # TypeError: an env that needs arguments (worldrl/sim-v0)
             rows.append((env_id, f"unavailable: {str(error).splitlines()[0]}", ""))
             continue
         rows.append((env_id, describe_space(env.observation_space), describe_space(env.action_space)))

@@ -117,8 +117,10 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
 def register_envs() -> None:
     """Register all suites. Called by ``import worldrl``."""
     from worldrl.envs import atari, dmc, manipulation, rlbench
+    from worldrl.envs.simulator_spec import register_simulator
 
     dmc.register_ids()
     atari.register_ids()
     manipulation.register_ids()
     rlbench.register_ids()
+    register_simulator()

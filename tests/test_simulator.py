@@ -1,0 +1,190 @@
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from test_train_video_model import one_thread, save_tokenizer, tiny  # noqa: F401  (one_thread: autouse)
+
+from worldrl.cli import main
+from worldrl.data import EpisodeFolder
+from worldrl.data.collect import collect
+from worldrl.envs.simulator import WorldModelEnv, WorldModelVectorEnv
+from worldrl.models.predictors import load_video_model
+from worldrl.models.reward_heads import load_heads
+from worldrl.models.tokenizers import load_tokenizer
+from worldrl.training import train_video_model
+
+SIM = "worldrl/sim-v0"
+REAL = "worldrl/dmc-cartpole_balance-v0"
+
+
+def random_episodes(path, count: int, size: int = 32):
+    rng = np.random.default_rng(0)
+    collect(REAL, lambda obs: rng.uniform(-1, 1, size=(1, 1)), count, path,
+            env_kwargs={"max_episode_steps": 24, "size": size}, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """Four random 32x32 cartpole episodes and a tiny action-conditioned VideoGPT with reward and continue heads
+    trained on them for 300 steps (about 5 s)."""
+    root = tmp_path_factory.mktemp("sim")
+    data = random_episodes(root / "data", 4)
+    config = tiny("model.action_dim=1", "train.steps=300", "train.log_every=100", "train.sample_every=0",
+                  "train.eval_every=1000", "train.checkpoint_every=1000", "train.val_fraction=0", "heads.reward=true",
+                  "heads.continue=true", "heads.units=32", "heads.layers=1")
+    train_video_model(config, save_tokenizer(root / "tokenizer"), [str(data)], root / "run", "cpu", progress=False)
+    return {"model": str(root / "run" / "video_model"), "start_frames": str(data), "device": "cpu"}
+
+
+def test_check_env_spaces_and_render(sim):
+    env = gym.make(SIM, **sim)
+    assert env.observation_space == gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
+    assert env.action_space == gym.make(REAL, size=32).action_space
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(env.render(), obs)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert np.array_equal(env.render(), obs) and {"task_reward", "continue"} <= set(info)
+    check_env(env.unwrapped, skip_render_check=False)
+    sb3_check_env(env.unwrapped, warn=False)
+    codes = gym.make(SIM, obs_type="codes", **sim)
+    obs, _ = codes.reset(seed=0)
+    assert obs.shape == (4, 4) and obs.dtype == np.int64
+
+
+def test_reward_head_beats_a_constant_on_real_episodes(sim):
+    model, tokenizer, heads = load_video_model(sim["model"]), load_tokenizer(f"{sim['model']}/tokenizer"), load_heads(
+        sim["model"])
+    episodes = list(EpisodeFolder(sim["start_frames"]))
+    rewards = np.concatenate([episode["reward"][1:] for episode in episodes])
+    errors = []
+    for episode in episodes:
+        codes = tokenizer.encode(torch.as_tensor(episode["image"])[None])[0]
+        state, predicted = model.init_state(1), []
+        for t in range(len(codes)):
+            model.step(state, codes[t : t + 1], action=torch.as_tensor(episode["action"][t : t + 1]))
+            with torch.no_grad():
+                reward, cont = heads(model.frame_features(state))
+            predicted.append(float(reward[0]))
+            assert 0.9 < float(cont[0]) <= 1.0  # no real frame is terminal
+        errors.append(np.abs(np.array(predicted[1:]) - episode["reward"][1:]))
+    assert np.concatenate(errors).mean() < 0.8 * np.abs(rewards - np.median(rewards)).mean()
+
+
+def test_vector_env_steps_all_rows_in_one_call_and_equals_single_envs(sim):
+    envs = gym.make_vec(SIM, num_envs=3, vectorization_mode="vector_entry_point", temperature=0, obs_type="codes",
+                        **sim)
+    assert isinstance(envs, WorldModelVectorEnv)
+    calls = {"sample_step": 0, "decode": 0}
+    for obj, name in ((envs.model, "sample_step"), (envs.tokenizer, "decode")):
+        original = getattr(obj, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        setattr(obj, name, counted)
+    actions = np.random.default_rng(0).uniform(-1, 1, (6, 3, 1)).astype(np.float32)
+    obs, _ = envs.reset(seed=5)
+    batched = [obs]
+    rewards = []
+    for action in actions:
+        obs, reward, *_ = envs.step(action)
+        batched.append(obs)
+        rewards.append(reward)
+    assert calls == {"sample_step": 6, "decode": 7}  # render_mode rgb_array decodes every reset and step
+    for row in range(3):
+        env = WorldModelEnv(temperature=0, obs_type="codes", **sim)
+        single = [env.reset(seed=5 + row)[0]]
+        single_rewards = []
+        for action in actions:
+            obs, reward, *_ = env.step(action[row])
+            single.append(obs)
+            single_rewards.append(reward)
+        assert all(np.array_equal(a[row], b) for a, b in zip(batched, single))
+        np.testing.assert_allclose([r[row] for r in rewards], single_rewards, atol=1e-4)
+
+
+def test_burn_in_frames_come_from_the_dataset(sim):
+    tokenizer = load_tokenizer(f"{sim['model']}/tokenizer")
+    images = [episode["image"] for episode in EpisodeFolder(sim["start_frames"])]
+    first = tokenizer.encode(torch.as_tensor(np.stack([i[:1] for i in images])))[:, 0].numpy()
+    every = tokenizer.encode(torch.as_tensor(np.concatenate(images))[None])[0].numpy()
+    env = WorldModelEnv(start="first", burn_in=1, obs_type="codes", **sim)
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        assert any(np.array_equal(obs, codes) for codes in first)
+    env = WorldModelEnv(burn_in=3, obs_type="codes", **sim)
+    starts = [env.reset(seed=seed)[0] for seed in range(3)]
+    assert all(any(np.array_equal(obs, codes) for codes in every) for obs in starts)
+
+
+def test_horizon_truncates_and_finished_rows_reset_inside_the_batch(sim):
+    envs = WorldModelVectorEnv(2, horizon=4, terminate=False, **sim)
+    envs.reset(seed=0)
+    for step in range(1, 5):
+        _, reward, terminated, truncated, _ = envs.step(np.zeros((2, 1), np.float32))
+        assert not terminated.any() and truncated.all() == (step == 4)
+    _, reward, terminated, truncated, info = envs.step(np.zeros((2, 1), np.float32))  # the autoreset step
+    assert (reward == 0).all() and not (terminated | truncated).any() and (envs.steps == 0).all()
+    envs.steps[1] = -2  # rows apart: only row 0 truncates next
+    for _ in range(4):
+        _, _, _, truncated, _ = envs.step(np.zeros((2, 1), np.float32))
+    assert truncated.tolist() == [True, False]
+    envs.step(np.zeros((2, 1), np.float32))
+    assert envs.steps.tolist() == [0, 3]
+
+
+def test_continue_head_terminates(sim):
+    env = WorldModelEnv(**sim)
+    torch.nn.init.constant_(env.vector.heads.cont.out.bias, -20.0)
+    env.reset(seed=0)
+    _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
+    assert terminated and not truncated and info["continue"] < 0.01
+    env = WorldModelEnv(terminate=False, **sim)
+    torch.nn.init.constant_(env.vector.heads.cont.out.bias, -20.0)
+    env.reset(seed=0)
+    assert not env.step(np.zeros(1, np.float32))[2]
+
+
+def test_viper_reward_inside_the_simulator(sim, viper_model_dir):
+    envs = gym.make_vec(SIM, num_envs=2, vectorization_mode="vector_entry_point", reward="head+viper",
+                        weights={"head": 0.0, "viper": 2.0}, viper_model=str(viper_model_dir), **sim)
+    envs.reset(seed=0)
+    _, reward, _, _, info = envs.step(np.zeros((2, 1), np.float32))
+    assert np.isfinite(info["viper_logp"]).all() and info["viper_logp"].max() < 0
+    np.testing.assert_allclose(reward, 2.0 * info["viper_logp"], rtol=1e-6)
+    with pytest.raises(ValueError, match="needs viper_model"):
+        WorldModelVectorEnv(1, reward="viper", **sim)
+
+
+def test_errors_name_the_problem(sim, viper_model_dir, tmp_path):
+    with pytest.raises(TypeError, match="needs model="):
+        gym.make(SIM)
+    with pytest.raises(ValueError, match="no action conditioning"):
+        WorldModelEnv(model=str(viper_model_dir), start_frames=sim["start_frames"], device="cpu")
+    small = random_episodes(tmp_path / "small", 1, size=16)
+    with pytest.raises(ValueError, match=r"\(16, 16, 3\) but the model's tokenizer takes \(32, 32, 3\)"):
+        WorldModelEnv(model=sim["model"], start_frames=str(small), device="cpu")
+    with pytest.raises(ValueError, match="actions must be finite"):
+        env = WorldModelEnv(**sim)
+        env.reset(seed=0)
+        env.step(np.array([np.nan], np.float32))
+
+
+def test_agent_trains_in_the_simulator_and_evaluates_in_the_real_env(sim, tmp_path):
+    run = tmp_path / "run"
+    args = ["train-agent", "--agent", "drq", "--env", SIM, "--steps", "12", "--logdir", str(run), "--no-progress",
+            "--device", "cpu", *[f"--env-arg={key}={value}" for key, value in sim.items()], "--env-arg=horizon=6",
+            "train.random_steps=4", "train.eval_episodes=1", "train.replay_capacity=50", "agent.batch_size=4",
+            "agent.encoder_channels=[8]", "agent.feature_dim=8", "agent.hidden=16", "agent.frame_stack=2"]
+    assert main(args) == 0 and (run / "agent.pt").is_file()
+    result = tmp_path / "eval.json"
+    assert main(["evaluate", "--agent", str(run), "--env", REAL, "--episodes", "1", "--device", "cpu",
+                 "--json", str(result)]) == 0
+    evaluation = json.loads(result.read_text())
+    assert evaluation["env"] == REAL and evaluation["length"] == 24  # the recorded real env: 32x32, 24 steps
