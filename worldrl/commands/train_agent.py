@@ -24,6 +24,8 @@ Examples::
     worldrl train-agent --config configs/agents/dreamerv3.yaml --env worldrl/dmc-cartpole_balance-v0 \\
         --reward viper --video-model runs/dmc_videogpt/video_model --plan2explore --logdir runs/dv3_viper
     worldrl train-agent --config configs/agents/dreamerv3_atari.yaml --env worldrl/atari-pong-v0 --logdir runs/dv3_pong
+    worldrl train-agent --agent drq --env worldrl/sim-v0 --env-arg model=runs/vgpt/video_model \\
+        --env-arg start_frames=data/cartpole_balance/random --logdir runs/drq_sim     # inside a learned simulator
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="env steps to train, over all envs (train.steps; default 100000)")
     parser.add_argument("--logdir", required=True, help="run folder; re-running with the same folder resumes")
     parser.add_argument("--num-envs", type=int, help="envs stepped in lockstep (train.num_envs; default 1)")
+    parser.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
+                        help="argument of gym.make (env.kwargs), repeatable, e.g. --env-arg size=32")
     parser.add_argument("--reward", choices=("task", "viper"), help="env.reward (default: task)")
     parser.add_argument("--video-model", metavar="DIR", help="video model folder for --reward viper")
     parser.add_argument("--rnd", action="store_true", help="add the RND novelty bonus to the reward (agent.rnd)")
@@ -76,11 +80,15 @@ def check_flags(args: argparse.Namespace, config: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from worldrl.commands.collect import parse_assignments
     from worldrl.config import ConfigError, load_config
     from worldrl.training.agent import train_agent
 
     try:
         config = load_config(args.config, [*flag_overrides(args), *args.overrides])
+        if args.env_arg:
+            env = config.setdefault("env", {})
+            env["kwargs"] = {**(env.get("kwargs") or {}), **parse_assignments(args.env_arg)}
         check_flags(args, config)
         metrics = train_agent(config, args.logdir, device=args.device, progress=not args.no_progress,
                               force=args.force)
