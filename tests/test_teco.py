@@ -77,6 +77,18 @@ def test_log_prob_does_not_depend_on_chunk_and_equals_streaming(stride):
     assert base.has_context[0].tolist() == [False] * stride + [True] * (7 - stride)
 
 
+def test_streaming_features_equal_the_training_pass():
+    model, codes = make(perturb=True, drop_loss=0.9), episode(length=5)
+    _, _, features = model.loss_and_features(codes)
+    assert features.shape == (2, 5, model.feature_dim)
+    state = model.init_state(2)
+    for t in range(5):
+        state, _ = model.step(state, codes[:, t])
+        torch.testing.assert_close(model.frame_features(state), features[:, t], atol=1e-5, rtol=1e-5)
+    state, _ = model.sample_step(state)
+    assert model.frame_features(state).shape == (2, model.feature_dim)
+
+
 def test_score_is_decoder_plus_prior_estimate():
     model, codes = make(perturb=True), episode()
     full = model.log_prob(codes).frame

@@ -40,6 +40,10 @@ spreads each latent code's prior term evenly over the tokenizer codes it covers.
 ``revise_rounds`` revise rounds), the decoder's argmax (or a sample, ``decoder_sampling``) gives the codes,
 and the generated frame is re-encoded and cached exactly as an observed frame would be, so an imagined frame
 is context like an observed one (``sample_step`` then ``step`` agrees with ``log_prob``).
+
+**Features** for a learned simulator's reward heads (:meth:`TECO.loss_and_features`, ``frame_features``): the
+mean of ``z_t`` over positions and the mean output of the frame's temporal tokens (``h_t`` before the
+transposed conv), computed for every clip frame whatever DropLoss keeps.
 """
 
 from __future__ import annotations
@@ -220,6 +224,11 @@ class TECO(VideoModel):
         nn.init.normal_(self.prior_code_embed.weight, std=0.02)
 
     @property
+    def feature_dim(self) -> int:
+        """A frame's features: its mean latent ``z_t`` and the mean output of its temporal tokens."""
+        return self.config.quantizer.dim + self.config.transformer.hidden
+
+    @property
     def cache_span(self) -> int:
         """The widest window plus the previous frame, whose codes and latent the next frame needs."""
         return (max(self.windows) + 1) * self.config.stride
@@ -270,6 +279,12 @@ class TECO(VideoModel):
 
     # Training -------------------------------------------------------------------------------------------------------
     def loss(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> tuple[Tensor, dict]:
+        loss, stats, _ = self.loss_and_features(codes, task, actions)
+        return loss, stats
+
+    def loss_and_features(
+        self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None
+    ) -> tuple[Tensor, dict, Tensor]:
         codes = self.check_codes(codes, 4)
         batch, frames = codes.shape[:2]
         task, actions = self.check_conditioning(task, actions, batch, frames)
@@ -302,7 +317,13 @@ class TECO(VideoModel):
             "nats_per_code": nats, "bits_per_code": nats / math.log(2), "recon_loss": recon.detach(),
             "prior_loss": prior.detach(), "vq_loss": encoded.loss.detach(), **encoded.stats,
         }
-        return encoded.loss + recon + prior, stats
+        features = self._features(encoded.quantized.unflatten(0, (batch, frames)), hidden)
+        return encoded.loss + recon + prior, stats, features
+
+    @staticmethod
+    def _features(quantized: Tensor, hidden: Tensor) -> Tensor:
+        """``z`` ``[B, F, D_z, zh, zw]`` and temporal outputs ``[B, F, P, D]`` -> features ``[B, F, D_z + D]``."""
+        return torch.cat([quantized.mean((-2, -1)), hidden.mean(2).to(quantized.dtype)], dim=-1)
 
     def kept_frames(self, batch: int, frames: int, device: torch.device) -> Tensor:
         """``[B, n]`` sorted clip indices that get decoder and prior losses: DropLoss in training, all in eval."""
@@ -331,7 +352,8 @@ class TECO(VideoModel):
         self, cache: FrameCache, previous_latent: Tensor, has_previous: Tensor, start: Tensor, task: Tensor | None,
         action: Tensor | None,
     ) -> Tensor:
-        """Temporal tokens of the frames at ``start + i`` through ``cache`` (keys and values written) -> ``h``."""
+        """Temporal tokens of the frames at ``start + i`` through ``cache`` (keys and values written) -> their
+        outputs ``[B, C, P, D]``."""
         batch, frames = previous_latent.shape[:2]
         slots = cache.claim(start)
         for i in range(1, frames):
@@ -342,7 +364,7 @@ class TECO(VideoModel):
         )
         tokens = self.temporal_tokens(previous_latent, has_previous, action)
         hidden = self.transformer(tokens, times, masks, task, CacheWrite(cache, slots, frames=frames))
-        return self.context_maps(hidden.view(batch * frames, self.tokens_per_frame, -1))
+        return hidden.view(batch, frames, self.tokens_per_frame, -1)
 
     def _store(self, cache: FrameCache, codes: Tensor, latent: Tensor, start: Tensor) -> None:
         """Keep each frame's codes ``[B, C, h, w]`` and transformer-input latent for the frames after it."""
@@ -360,8 +382,10 @@ class TECO(VideoModel):
         latent = encoded.latent.unflatten(0, (batch, frames))
         previous_latent, _ = self._previous(cache, "latent", latent, start)
         action = self._action_term(actions, batch, frames)
-        context = self._temporal(cache, previous_latent, has_previous, start, task, action)
+        hidden = self._temporal(cache, previous_latent, has_previous, start, task, action)
+        context = self.context_maps(hidden.flatten(0, 1))
         self._store(cache, codes, latent, start)
+        cache.features = self._features(encoded.quantized.unflatten(0, (batch, frames)), hidden)[:, -1]
         logp = self.decoder_logits(encoded.quantized, context).log_softmax(-1)
         logp = logp.gather(-1, codes.flatten(0, 1)[..., None])[..., 0]
         if self.config.score_prior:
@@ -394,7 +418,8 @@ class TECO(VideoModel):
         empty = torch.zeros(batch, 1, config.quantizer.dim, *self.z_shape, device=time.device)
         previous_latent, _ = self._previous(cache, "latent", empty, time)
         action_term = self._action_term(None if action is None else action[:, None], batch, 1)
-        context = self._temporal(cache, previous_latent, has_previous, time, task, action_term)
+        hidden = self._temporal(cache, previous_latent, has_previous, time, task, action_term)
+        context = self.context_maps(hidden.flatten(0, 1))
         inputs = self.prior_inputs(context)
 
         def logits_of(indices: Tensor, masked: Tensor) -> Tensor:
@@ -413,4 +438,5 @@ class TECO(VideoModel):
             codes = logits.argmax(-1)
         encoded = self.encode(codes, previous[:, 0], has_previous[:, 0])
         self._store(cache, codes[:, None], encoded.latent[:, None], time)
+        cache.features = self._features(encoded.quantized[:, None], hidden)[:, -1]
         return codes
