@@ -24,7 +24,7 @@ def describe_space(space) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", help="only ids containing this text (glob wildcards allowed)")
-    parser.add_argument("--suite", choices=["dmc", "atari", "manip", "rlbench"], help="only this suite")
+    parser.add_argument("--suite", choices=["dmc", "atari", "manip", "maze", "rlbench"], help="only this suite")
     parser.add_argument("--ids-only", action="store_true", help="print the ids without making each env")
 
 

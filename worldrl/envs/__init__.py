@@ -1,4 +1,4 @@
-"""Environments behind the Gymnasium API: DMC, Atari, Jaco manipulation and RLBench."""
+"""Environments behind the Gymnasium API: DMC, Atari, Jaco manipulation, DMLab-like mazes and RLBench."""
 
 from worldrl.envs.headless import configure_mujoco_gl
 

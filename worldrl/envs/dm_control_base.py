@@ -142,13 +142,17 @@ class DMControlEnv(gym.Env):
         time_step = self._env.reset()
         return self._observation(time_step), {}
 
-    def step(self, action):
+    def _control(self, action: Any) -> np.ndarray:
+        """The dm_env control vector for an agent's action: checked, then clipped to the bounds."""
         action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f"action has shape {action.shape}, expected {self.action_space.shape}")
+        if action.shape != self._action_low.shape:
+            raise ValueError(f"action has shape {action.shape}, expected {self._action_low.shape}")
         if not np.all(np.isfinite(action)):
             raise ValueError(f"action contains NaN or inf: {action}")
-        action = np.clip(action, self._action_low, self._action_high)
+        return np.clip(action, self._action_low, self._action_high)
+
+    def step(self, action):
+        action = self._control(action)
         reward = 0.0
         for _ in range(self.action_repeat):
             time_step = self._env.step(action)
@@ -165,6 +169,8 @@ class DMControlEnv(gym.Env):
         return self._frame.copy() if self._frame is not None else self._render_frame()
 
     def close(self) -> None:
+        """Free the dm_env; closing again does nothing (composer environments fail on a second close)."""
         close = getattr(self._env, "close", None)
-        if close is not None:
+        if close is not None and not getattr(self, "_closed", False):
             close()
+        self._closed = True

@@ -85,7 +85,7 @@ def register(suite: str, task: str, target: str, kwargs: dict[str, Any], **spec:
 
 
 def registered_ids(suite: str | None = None) -> list[str]:
-    """All worldrl ids, optionally only those of one suite (``dmc``, ``atari``, ``manip``, ``rlbench``)."""
+    """All worldrl ids, optionally only those of one suite (``dmc``, ``atari``, ``manip``, ``maze``, ``rlbench``)."""
     prefix = f"{NAMESPACE}/" + (f"{suite}-" if suite else "")
     return sorted(i for i in gym.registry if i.startswith(prefix))
 
@@ -116,11 +116,12 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
 
 def register_envs() -> None:
     """Register all suites. Called by ``import worldrl``."""
-    from worldrl.envs import atari, dmc, manipulation, rlbench
+    from worldrl.envs import atari, dmc, manipulation, maze, rlbench
     from worldrl.envs.simulator_spec import register_simulator
 
     dmc.register_ids()
     atari.register_ids()
     manipulation.register_ids()
+    maze.register_ids()
     rlbench.register_ids()
     register_simulator()

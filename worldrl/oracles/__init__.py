@@ -17,8 +17,9 @@ be made with ``obs_type="pixels+state"``; absent or None means any observation
 will do. A policy that remembers earlier batches (the scripted oracles
 estimate motion from the previous RAM) has a ``reset()`` method to forget them.
 
-- :func:`as_policy` turns ``"random"``, an SB3 model, a callable, a saved
-  oracle or a scripted oracle name into a policy.
+- :func:`as_policy` turns ``"random"``, ``"persistent"`` (random actions held
+  for a few steps), an SB3 model, a callable, a saved oracle or a scripted
+  oracle name into a policy.
 - :func:`load_oracle` loads ``oracle.zip`` (trained by
   :func:`~worldrl.oracles.sac.train_state_oracle`) or ``"scripted:<game>"``
   (:mod:`worldrl.oracles.atari`).
@@ -26,6 +27,7 @@ estimate motion from the previous RAM) has a ``reset()`` method to forget them.
 """
 
 from worldrl.oracles.policy import (
+    PersistentRandomPolicy,
     Policy,
     RandomPolicy,
     SB3Policy,
@@ -34,4 +36,12 @@ from worldrl.oracles.policy import (
     load_oracle,
 )
 
-__all__ = ["Policy", "RandomPolicy", "SB3Policy", "as_policy", "evaluate_policy_return", "load_oracle"]
+__all__ = [
+    "PersistentRandomPolicy",
+    "Policy",
+    "RandomPolicy",
+    "SB3Policy",
+    "as_policy",
+    "evaluate_policy_return",
+    "load_oracle",
+]

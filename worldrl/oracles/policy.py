@@ -60,6 +60,44 @@ class RandomPolicy:
         return f"RandomPolicy({self.action_space})"
 
 
+class PersistentRandomPolicy:
+    """Random actions each held for a random number of steps, so a random walk travels instead of jittering.
+
+    Every batch row draws an action from the (single-env) action space and
+    repeats it for a number of steps uniform in ``[min_steps, max_steps]``,
+    then draws again; holds run across episode boundaries. Seeded as
+    :class:`RandomPolicy`.
+    """
+
+    required_obs_type = None
+
+    def __init__(self, action_space: gym.Space, seed: int | None = 0, min_steps: int = 1, max_steps: int = 12):
+        if not 1 <= min_steps <= max_steps:
+            raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps} and {max_steps}")
+        self.action_space = action_space
+        self.action_space.seed(seed)
+        self.min_steps, self.max_steps = min_steps, max_steps
+        self._rng = np.random.default_rng(seed)
+        self._actions: list[Any] = []
+        self._left = np.zeros(0, dtype=np.int64)
+
+    def reset(self) -> None:
+        self._actions, self._left = [], np.zeros(0, dtype=np.int64)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        n = batch_size(obs)
+        if len(self._actions) != n:
+            self._actions, self._left = [None] * n, np.zeros(n, dtype=np.int64)
+        for i in np.flatnonzero(self._left == 0):
+            self._actions[i] = self.action_space.sample()
+            self._left[i] = self._rng.integers(self.min_steps, self.max_steps + 1)
+        self._left -= 1
+        return np.stack(self._actions)
+
+    def __repr__(self) -> str:
+        return f"PersistentRandomPolicy({self.action_space}, steps {self.min_steps}..{self.max_steps})"
+
+
 class SB3Policy:
     """A Stable-Baselines3 model acting deterministically.
 
@@ -96,24 +134,25 @@ def _is_sb3_model(obj: Any) -> bool:
 def as_policy(obj: Any, action_space: gym.Space | None = None, *, seed: int | None = 0) -> Callable[[Any], np.ndarray]:
     """Turn ``obj`` into a policy.
 
-    ``obj`` may be ``"random"`` (needs the single-env ``action_space``; seeded
-    with ``seed``), ``"scripted:<game>"`` or the path of a saved oracle (see
-    :func:`load_oracle`), a Stable-Baselines3 model (acts deterministically),
-    or any callable, which is returned unchanged.
+    ``obj`` may be ``"random"`` or ``"persistent"`` (:class:`PersistentRandomPolicy`;
+    both need the single-env ``action_space`` and are seeded with ``seed``),
+    ``"scripted:<game>"`` or the path of a saved oracle (see :func:`load_oracle`),
+    a Stable-Baselines3 model (acts deterministically), or any callable, which
+    is returned unchanged.
     """
     if isinstance(obj, (str, os.PathLike)):
         name = os.fspath(obj)
-        if name == "random":
+        if name in ("random", "persistent"):
             if action_space is None:
-                raise ValueError("as_policy('random') needs the env's action_space to sample from")
-            return RandomPolicy(action_space, seed=seed)
+                raise ValueError(f"as_policy({name!r}) needs the env's action_space to sample from")
+            return (RandomPolicy if name == "random" else PersistentRandomPolicy)(action_space, seed=seed)
         return load_oracle(name, action_space=action_space)
     if _is_sb3_model(obj):
         return SB3Policy(obj)
     if callable(obj):
         return obj
     raise TypeError(
-        f"cannot make a policy from {type(obj).__name__}: expected 'random', 'scripted:<game>', "
+        f"cannot make a policy from {type(obj).__name__}: expected 'random', 'persistent', 'scripted:<game>', "
         "the path of a saved oracle, a Stable-Baselines3 model or a callable"
     )
 
