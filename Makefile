@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.worldrl-installed
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test test-slow bench bench-quick venv clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,13 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# Every script in benchmarks/ and benchmarks/results/summary.md (hours); QUICK=1 or bench-quick: smoke budgets
+# (under 15 minutes) into benchmarks/results/quick/.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick)
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -44,13 +44,6 @@ def test_console_script_runs():
     assert "worldrl/manip-reach_site-v0" in result.stdout
 
 
-def test_demo_writes_a_gif_per_suite(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--steps", "5"]) == 0
-    written = sorted(p.name for p in tmp_path.glob("*.gif"))
-    assert written == ["atari.gif", "dmc.gif", "manip.gif"]
-    assert "rlbench" in capsys.readouterr().out
-
-
 def test_collect_scripted_oracle_records_pixels_and_state(tmp_path, capsys):
     out = tmp_path / "pong"
     args = ["collect", "--env", "worldrl/atari-pong-v0", "--policy", "scripted:pong", "--episodes", "1",

@@ -39,18 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import gymnasium as gym
+    from worldrl.data.collect import collect, policy_for_env
 
-    from worldrl.data.collect import collect
-    from worldrl.oracles import as_policy
-
-    env_kwargs = parse_assignments(args.env_arg)
-    probe = gym.make(args.env, **env_kwargs)
-    policy = as_policy(args.policy, probe.action_space, seed=args.seed)
-    probe.close()
-    required = getattr(policy, "required_obs_type", None)
-    if required and "obs_type" not in env_kwargs:
-        env_kwargs["obs_type"] = required
+    policy, env_kwargs = policy_for_env(args.env, args.policy, parse_assignments(args.env_arg), seed=args.seed)
     folder = collect(
         args.env, policy, args.episodes, args.out, num_envs=args.num_envs, seed=args.seed,
         env_kwargs=env_kwargs, vectorization_mode=args.vector_mode, policy_name=args.policy, task_id=args.task_id,

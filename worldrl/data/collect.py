@@ -41,6 +41,24 @@ def _action_dim(space: gym.Space) -> tuple[int, bool]:
     raise TypeError(f"episodes store Discrete or 1-D Box actions, not {space}")
 
 
+def policy_for_env(env_id: str, policy: Any, env_kwargs: Mapping[str, Any] | None = None,
+                   seed: int = 0) -> tuple[Policy, dict[str, Any]]:
+    """``policy`` (``"random"``, an oracle path, ...) made for ``env_id``, and the env arguments it needs.
+
+    A policy that reads the state gets ``obs_type="pixels+state"`` unless ``env_kwargs`` sets ``obs_type``.
+    """
+    from worldrl.oracles import as_policy
+
+    env_kwargs = dict(env_kwargs or {})
+    probe = gym.make(env_id, **env_kwargs)
+    made = as_policy(policy, probe.action_space, seed=seed)
+    probe.close()
+    required = getattr(made, "required_obs_type", None)
+    if required and "obs_type" not in env_kwargs:
+        env_kwargs["obs_type"] = required
+    return made, env_kwargs
+
+
 def collect(
     env_id: str,
     policy: Policy,
