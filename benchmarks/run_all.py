@@ -115,6 +115,20 @@ def drq_speed_rows(data: dict) -> list[Row]:
     return rows
 
 
+def teco_rows(data: dict) -> list[Row]:
+    ref = data["rollout_references"]["repeat_last_context_frame"]["psnr_db_mean"]
+    return [(f"{m['kind']} ({m['steps']} steps): held-out bits per code; rollout PSNR",
+             f"{m['val']['bits_per_code']:.3f}; {m['rollout']['psnr_db_mean']:.1f} dB",
+             f"- (repeating the last frame: {ref:.1f} dB)") for m in data["models"]]
+
+
+def simulator_rows(data: dict) -> list[Row]:
+    target = data["targets"]["imagined_over_real_at_batch_64"]
+    return [(f"{r['preset']} batch {r['batch']} {r['obs_type']} {r['precision']}: imagined steps/s (x real env)",
+             f"{_f(r['steps_per_s'])} ({r['over_real']:.2f}x)", f">= {target}x at batch 64" if r["batch"] == 64
+             else "-") for r in data["speed"]]
+
+
 AREAS = ("environment throughput", "replay", "tokenizer", "likelihood", "VIPER overhead and quality",
          "agents' speed and learning", "TECO", "simulator")
 SCRIPTS = (
@@ -128,8 +142,8 @@ SCRIPTS = (
     Script("viper_reward_quality", AREAS[4], ("--quick",), viper_quality_rows),
     Script("drq_speed", AREAS[5], ("--quick",), drq_speed_rows),
     Script("agent_learning", AREAS[5], ("--quick",)),
-    Script("teco_quality", AREAS[6], ("--quick",)),
-    Script("simulator_speed", AREAS[7], ("--quick",)),
+    Script("teco_quality", AREAS[6], ("--quick",), teco_rows),
+    Script("simulator", AREAS[7], ("--quick",), simulator_rows),
 )
 
 
@@ -162,7 +176,7 @@ def summary(results: Path, runs: dict[str, dict[str, Any]] | None = None) -> str
              f"Read from the JSON files in `{results.relative_to(HERE.parent)}` by `benchmarks/run_all.py`; "
              "machines are listed at the end. Shared machines make seconds noisy.", ""]
     for area in AREAS:
-        lines += [f"## {area.capitalize()}", "", "| script | figure | measured | target | machine |",
+        lines += [f"## {area[0].upper()}{area[1:]}", "", "| script | figure | measured | target | machine |",
                   "| --- | --- | --- | --- | --- |"]
         for script in (s for s in SCRIPTS if s.area == area):
             lines += script_rows(script, results, machines, (runs or {}).get(script.name))
