@@ -182,7 +182,8 @@ class VideoModel(nn.Module):
         ``stats`` holds detached scalars, at least ``nats_per_code`` (the
         negative log-likelihood the model maximises, per code).
         """
-        raise NotImplementedError
+        loss, stats, _ = self.loss_and_features(codes, task, actions)
+        return loss, stats
 
     def loss_and_features(
         self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None
@@ -206,6 +207,37 @@ class VideoModel(nn.Module):
     ) -> Tensor:
         """Sample the codes ``[B, h, w]`` of the frame at ``time`` ``[B]`` given ``cache``, and add it to ``cache``."""
         raise NotImplementedError
+
+    # Inputs shared by the predictors -----------------------------------------------------------------------------
+    def training_action_drop(self, actions: Tensor | None, batch: int) -> Tensor | None:
+        """``[B]`` bool: the clips whose actions training replaces by "no action" (``action_dropout``); else None."""
+        if not self.training or actions is None or self.config.action_dropout <= 0:
+            return None
+        return torch.rand(batch, device=actions.device) < self.config.action_dropout
+
+    def _action_term(
+        self, actions: Tensor | None, batch: int, frames: int, drop: Tensor | None = None
+    ) -> Tensor | None:
+        """``[B, F, 1, D]`` embedding of each frame's action (the "no action" embedding where absent or dropped).
+
+        Uses the subclass's ``action_embed`` (a Linear, None without actions) and ``null_action``.
+        """
+        if self.action_embed is None:
+            return None
+        null = self.null_action.expand(batch, frames, -1)
+        if actions is None:
+            return null[:, :, None]
+        embedded = self.action_embed(actions)
+        if drop is not None:
+            embedded = torch.where(drop[:, None, None], null, embedded)
+        return embedded[:, :, None]
+
+    def _token_meta(self, frame_times: Tensor) -> tuple[Tensor, Tensor]:
+        """Times ``[B, F * P]`` and in-frame indices ``[F * P]`` of the tokens of the frames at ``frame_times``."""
+        per_frame = self.tokens_per_frame
+        times = frame_times.repeat_interleave(per_frame, dim=1)
+        index = torch.arange(per_frame, device=frame_times.device).repeat(frame_times.shape[1])
+        return times, index
 
     # Likelihood -----------------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from worldrl.models.predictors.base import VideoModel, VideoModelConfig
 from worldrl.models.predictors.transformer import CacheWrite, FrameCache, Transformer, layer_windows, window_masks
-from worldrl.models.predictors.videogpt import VideoGPT, sample_logits
+from worldrl.models.predictors.videogpt import sample_logits
 
 
 @dataclass
@@ -80,10 +80,6 @@ class MaskGIT(VideoModel):
     kind = "maskgit"
     config_class = MaskGITConfig
     config: MaskGITConfig
-
-    # Inputs as VideoGPT builds them: the frame's action term, token times and in-frame indices.
-    _action_term = VideoGPT._action_term
-    _token_meta = VideoGPT._token_meta
 
     def __init__(self, config: MaskGITConfig):
         super().__init__(config)
@@ -144,10 +140,7 @@ class MaskGIT(VideoModel):
     ) -> Tensor:
         """Hidden states ``[B, 2 * L * N, D]`` of both streams of clips ``[B, L, h, w]`` (clean stream first)."""
         batch, frames = codes.shape[:2]
-        drop = None
-        if self.training and actions is not None and self.config.action_dropout > 0:
-            drop = torch.rand(batch, device=codes.device) < self.config.action_dropout
-        action = self._action_term(actions, batch, frames, drop)
+        action = self._action_term(actions, batch, frames, self.training_action_drop(actions, batch))
         flat = codes.flatten(2)
         tokens = torch.cat([self.embed_frames(flat, action), self.embed_frames(flat, action, masked)], dim=1)
         frame_times = torch.arange(frames, device=codes.device).expand(batch, frames) * self.config.stride
@@ -156,10 +149,6 @@ class MaskGIT(VideoModel):
         stream = torch.arange(times.shape[1], device=codes.device) >= frames * self.tokens_per_frame
         masks = self._masks(times[:1], index, stream, times[:1], index, stream)
         return self.transformer(tokens, times, masks, task)
-
-    def loss(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> tuple[Tensor, dict]:
-        loss, stats, _ = self.loss_and_features(codes, task, actions)
-        return loss, stats
 
     def loss_and_features(
         self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None

@@ -72,7 +72,7 @@ from worldrl.models.predictors.transformer import (
     layer_windows,
     window_masks,
 )
-from worldrl.models.predictors.videogpt import VideoGPT, sample_logits
+from worldrl.models.predictors.videogpt import sample_logits
 from worldrl.models.quantizers import QuantizerConfig, build_quantizer
 from worldrl.models.tokenizers.vqgan import ResBlock, group_norm
 
@@ -190,10 +190,6 @@ class TECO(VideoModel):
     config_class = TECOConfig
     config: TECOConfig
 
-    # Inputs as VideoGPT builds them: the frame's action term, token times and in-frame indices.
-    _action_term = VideoGPT._action_term
-    _token_meta = VideoGPT._token_meta
-
     def __init__(self, config: TECOConfig):
         super().__init__(config)
         temporal, prior, vq = config.transformer, config.prior, config.quantizer
@@ -278,10 +274,6 @@ class TECO(VideoModel):
         return self.prior_head(hidden).float()
 
     # Training -------------------------------------------------------------------------------------------------------
-    def loss(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> tuple[Tensor, dict]:
-        loss, stats, _ = self.loss_and_features(codes, task, actions)
-        return loss, stats
-
     def loss_and_features(
         self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None
     ) -> tuple[Tensor, dict, Tensor]:
@@ -292,10 +284,7 @@ class TECO(VideoModel):
         previous = torch.cat([torch.zeros_like(codes[:, :1]), codes[:, :-1]], dim=1)
         encoded = self.encode(codes.flatten(0, 1), previous.flatten(0, 1), has_previous.flatten())
         latent = encoded.latent.unflatten(0, (batch, frames))
-        drop = None
-        if self.training and actions is not None and self.config.action_dropout > 0:
-            drop = torch.rand(batch, device=codes.device) < self.config.action_dropout
-        action = self._action_term(actions, batch, frames, drop)
+        action = self._action_term(actions, batch, frames, self.training_action_drop(actions, batch))
         tokens = self.temporal_tokens(torch.cat([latent[:, :1], latent[:, :-1]], dim=1), has_previous, action)
         frame_times = torch.arange(frames, device=codes.device).expand(batch, frames) * self.config.stride
         times, index = self._token_meta(frame_times)

@@ -47,20 +47,6 @@ class VideoGPT(VideoModel):
         nn.init.zeros_(self.head.bias)
 
     # Inputs ---------------------------------------------------------------------------------------------------------
-    def _action_term(
-        self, actions: Tensor | None, batch: int, frames: int, drop: Tensor | None = None
-    ) -> Tensor | None:
-        """``[B, F, 1, D]`` embedding of each frame's action (the "no action" embedding where absent or dropped)."""
-        if self.action_embed is None:
-            return None
-        null = self.null_action.expand(batch, frames, -1)
-        if actions is None:
-            return null[:, :, None]
-        embedded = self.action_embed(actions)
-        if drop is not None:
-            embedded = torch.where(drop[:, None, None], null, embedded)
-        return embedded[:, :, None]
-
     def embed_frames(self, codes: Tensor, actions: Tensor | None, drop: Tensor | None = None) -> Tensor:
         """Codes ``[B, F, h, w]`` -> input tokens ``[B, F * (1 + h*w), D]`` (start token + codes per frame)."""
         batch, frames = codes.shape[:2]
@@ -71,13 +57,6 @@ class VideoGPT(VideoModel):
         if action is not None:
             tokens = tokens + action
         return tokens.flatten(1, 2)
-
-    def _token_meta(self, frame_times: Tensor) -> tuple[Tensor, Tensor]:
-        """Times ``[B, F * P]`` and in-frame indices ``[F * P]`` of the tokens of the frames at ``frame_times``."""
-        per_frame = self.tokens_per_frame
-        times = frame_times.repeat_interleave(per_frame, dim=1)
-        index = torch.arange(per_frame, device=frame_times.device).repeat(frame_times.shape[1])
-        return times, index
 
     def _code_logits(self, hidden: Tensor, frames: int) -> Tensor:
         """Hidden states ``[B, F * P, D]`` -> logits ``[B, F, h*w, K]`` of each frame's codes."""
@@ -92,18 +71,11 @@ class VideoGPT(VideoModel):
     def clip_hidden(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> Tensor:
         """Hidden states ``[B, L * (1 + h*w), D]`` of clips ``[B, L, h, w]`` (the training pass)."""
         batch, frames = codes.shape[:2]
-        drop = None
-        if self.training and actions is not None and self.config.action_dropout > 0:
-            drop = torch.rand(batch, device=codes.device) < self.config.action_dropout
-        tokens = self.embed_frames(codes, actions, drop)
+        tokens = self.embed_frames(codes, actions, self.training_action_drop(actions, batch))
         frame_times = torch.arange(frames, device=codes.device).expand(batch, frames) * self.config.stride
         times, index = self._token_meta(frame_times)
         masks = window_masks(self.windows, times[:1], index, times[:1], index, self.config.stride)
         return self.transformer(tokens, times, masks, task)
-
-    def loss(self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None) -> tuple[Tensor, dict]:
-        loss, stats, _ = self.loss_and_features(codes, task, actions)
-        return loss, stats
 
     def loss_and_features(
         self, codes: Tensor, task: Tensor | None = None, actions: Tensor | None = None
