@@ -188,3 +188,52 @@ def test_agent_trains_in_the_simulator_and_evaluates_in_the_real_env(sim, tmp_pa
                  "--json", str(result)]) == 0
     evaluation = json.loads(result.read_text())
     assert evaluation["env"] == REAL and evaluation["length"] == 24  # the recorded real env: 32x32, 24 steps
+
+
+def test_sb3_ppo_trains_inside_the_simulator_on_the_reward_head(sim):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    heads = load_heads(sim["model"])  # loaded apart from the env's, to score the imagined frames independently
+    tokenizer = load_tokenizer(f"{sim['model']}/tokenizer")
+    with torch.no_grad():
+        real = torch.as_tensor(np.concatenate([episode["image"] for episode in EpisodeFolder(sim["start_frames"])]))
+        starts = tokenizer.decode(tokenizer.encode(real[None]))[0].numpy()  # every possible reset observation
+
+    class Record(gym.Wrapper):
+        def __init__(self, env):
+            super().__init__(env)
+            self.head, self.reset_obs = [], []
+
+        def reset(self, **kwargs):
+            obs, info = self.env.reset(**kwargs)
+            self.reset_obs.append(obs)
+            return obs, info
+
+        def step(self, action):
+            result = self.env.step(action)
+            vector = self.env.unwrapped.vector
+            with torch.no_grad():
+                self.head.append(float(heads(vector.model.frame_features(vector.state))[0][0]))
+            return result
+
+    class Rewards(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def _on_step(self):
+            self.seen.append(float(self.locals["rewards"][0]))
+            return True
+
+    env = Record(gym.make(SIM, reward="head", horizon=5, **sim))
+    callback = Rewards()
+    agent = PPO("MlpPolicy", env, n_steps=16, batch_size=8, n_epochs=1, device="cpu", seed=0,
+                policy_kwargs={"net_arch": [16]})
+    agent.learn(total_timesteps=32, callback=callback)
+    assert agent.num_timesteps == 32 and len(callback.seen) == 32 == len(env.head)
+    np.testing.assert_allclose(callback.seen, env.head, rtol=1e-5, atol=1e-6)
+    assert np.std(callback.seen) > 0  # the head's varying rewards, not a constant
+    monitor = agent.get_env().envs[0]
+    assert monitor.get_episode_lengths() == [5] * 6  # truncated at the horizon, then reset
+    assert len(env.reset_obs) == 7 and all((obs[None] == starts).all(axis=(1, 2, 3)).any() for obs in env.reset_obs)
