@@ -174,6 +174,11 @@ def test_cli_help_overrides_and_errors(data, tokenizer, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "b"), *TINY, "train.steps=3", "train.sample_every=0"]) == 0
     assert "3 steps" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "b")["config"]["train"]["steps"] == 3
+    assert main([*base, "--out", str(tmp_path / "c"), "--model", "maskgit", *TINY, "train.steps=2",
+                 "train.sample_every=0"]) == 0
+    assert load_checkpoint(tmp_path / "c")["config"]["model"]["type"] == "maskgit"
+    assert main([*base, "--out", str(tmp_path / "d"), "--model", "nope", *TINY]) == 2
+    assert "model.type must be one of" in capsys.readouterr().err
 
 
 def test_two_rank_ddp_run_stays_in_sync(data, tokenizer, tmp_path):

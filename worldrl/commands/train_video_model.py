@@ -26,6 +26,10 @@ HELP = "train a video model (VideoGPT, MaskGIT) on tokenizer codes of dataset fo
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", required=True, metavar="DIR", help="tokenizer folder (worldrl train-tokenizer)")
     add_run_arguments(parser, "video model preset, e.g. configs/video/dmc.yaml")
+    parser.add_argument(
+        "--model", metavar="KIND",
+        help="predictor kind (videogpt, maskgit, teco): replaces the preset's model.type, keeping its other model keys",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from worldrl.training.video_model import train_video_model
 
     data, overrides = split_overrides(args.data, args.overrides)
+    if args.model:
+        overrides.insert(0, f"model.type={args.model}")
     try:
         config = load_config(args.config, overrides)
         metrics = train_video_model(config, args.tokenizer, data, args.out, device=args.device,
