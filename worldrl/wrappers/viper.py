@@ -260,8 +260,12 @@ def make_exploration(
 class _RewardMixin:
     """What the single and the vector wrapper share: building the scorer and combining the reward terms."""
 
-    def _setup(self, observation_space, action_space, num_envs, video_model, obs_key, beta, exploration,
-               learn_exploration, scorer_kwargs) -> None:
+    def _setup(
+        self, observation_space: spaces.Space, action_space: spaces.Space, num_envs: int,
+        video_model: str | Path | torch.nn.Module, obs_key: str | None = None, beta: float = 1.0,
+        exploration: str | Exploration | None = None, learn_exploration: bool = True, **scorer_kwargs: Any,
+    ) -> None:
+        """Build the scorer (``scorer_kwargs``: :class:`VIPERScorer`'s options) and the exploration bonus."""
         self.obs_key = obs_key
         frame_space = image_space(observation_space, obs_key)
         self.scorer = VIPERScorer(video_model, frame_space.shape, num_envs, **scorer_kwargs)
@@ -363,17 +367,14 @@ class VIPERReward(gym.Wrapper, gym.utils.RecordConstructorArgs, _RewardMixin):
         device: str | torch.device = "auto",
         bf16: bool = False,
     ):
-        gym.utils.RecordConstructorArgs.__init__(
-            self, video_model=video_model, tokenizer=tokenizer, context=context, stride=stride, beta=beta,
-            exploration=exploration, learn_exploration=learn_exploration, task_id=task_id,
-            mask_scoreboard=mask_scoreboard, obs_key=obs_key, scale=scale, normalize=normalize, device=device,
-            bf16=bf16,
+        options = dict(
+            tokenizer=tokenizer, context=context, stride=stride, beta=beta, exploration=exploration,
+            learn_exploration=learn_exploration, task_id=task_id, mask_scoreboard=mask_scoreboard, obs_key=obs_key,
+            scale=scale, normalize=normalize, device=device, bf16=bf16,
         )
+        gym.utils.RecordConstructorArgs.__init__(self, video_model=video_model, **options)
         super().__init__(env)
-        self._setup(env.observation_space, env.action_space, 1, video_model, obs_key, beta, exploration,
-                    learn_exploration, dict(tokenizer=tokenizer, context=context, stride=stride, task_id=task_id,
-                                            mask_scoreboard=mask_scoreboard, scale=scale, normalize=normalize,
-                                            device=device, bf16=bf16))
+        self._setup(env.observation_space, env.action_space, 1, video_model, **options)
         self._needs_reset = True
 
     def reset(self, **kwargs: Any):
@@ -406,30 +407,11 @@ class VIPERRewardVector(VectorWrapper, _RewardMixin):
     nothing was scored) and ``expl``.
     """
 
-    def __init__(
-        self,
-        env: VectorEnv,
-        video_model: str | Path | torch.nn.Module,
-        tokenizer: str | Path | torch.nn.Module | None = None,
-        context: int | None = None,
-        stride: int | None = None,
-        beta: float = 1.0,
-        exploration: str | Exploration | None = None,
-        learn_exploration: bool = True,
-        task_id: int | None = None,
-        mask_scoreboard: str | None = None,
-        obs_key: str | None = None,
-        scale: float = 1.0,
-        normalize: bool = False,
-        device: str | torch.device = "auto",
-        bf16: bool = False,
-    ):
+    def __init__(self, env: VectorEnv, video_model: str | Path | torch.nn.Module, **options: Any):
+        """``options``: the keyword arguments of :class:`VIPERReward` (tokenizer, context, beta, exploration, ...)."""
         super().__init__(env)
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-        self._setup(env.single_observation_space, env.single_action_space, env.num_envs, video_model, obs_key, beta,
-                    exploration, learn_exploration,
-                    dict(tokenizer=tokenizer, context=context, stride=stride, task_id=task_id,
-                         mask_scoreboard=mask_scoreboard, scale=scale, normalize=normalize, device=device, bf16=bf16))
+        self._setup(env.single_observation_space, env.single_action_space, env.num_envs, video_model, **options)
         self._ended = np.zeros(env.num_envs, dtype=bool)
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None):
