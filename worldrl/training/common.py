@@ -28,7 +28,7 @@ from torch.utils.data import Sampler
 
 from worldrl.atomic import atomic_write
 from worldrl.config import ConfigError, build_dataclass, to_dict
-from worldrl.training.distributed import DistributedContext, all_gather_objects, all_reduce, barrier
+from worldrl.training.distributed import DistributedContext, all_gather_objects, all_reduce, barrier, init_distributed
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.yaml"
@@ -238,6 +238,18 @@ class RunTrainer:
     step: int
     saved_step: int | None
     writer: Any = None
+
+    def _open_run(
+        self, config: dict[str, Any], out: str | Path, device: str | torch.device, progress: bool,
+        context: DistributedContext | None,
+    ) -> None:
+        """Set the resolved ``config``, the run folder, the process group (joined unless given) and its device;
+        only rank 0 shows progress."""
+        self.context = context or init_distributed(device)
+        self.device = self.context.device
+        self.config = config
+        self.out = Path(out)
+        self.progress = progress and self.context.is_main
 
     # Subclasses -----------------------------------------------------------------------------------------------------
     def checkpoint_state(self, rng: list[dict[str, Any]]) -> dict[str, Any]:

@@ -212,14 +212,10 @@ class TokenizerTrainer(RunTrainer):
         from worldrl.data.clips import VideoClipDataset
         from worldrl.models.tokenizers import build_tokenizer
 
-        self.context = context or init_distributed(device)
-        self.device = self.context.device
-        self.config = resolve_config(config)
+        self._open_run(resolve_config(config), out, device, progress, context)
         self.train_config = build_dataclass(TrainConfig, self.config["train"], "train")
         self.loss_config = build_dataclass(LossConfig, self.config["loss"], "loss")
         cfg = self.train_config
-        self.out = Path(out)
-        self.progress = progress and self.context.is_main
         self.local_batch = local_batch(cfg.batch_size, self.context)
         checkpoint = self._read_checkpoint(force)
 

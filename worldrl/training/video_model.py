@@ -302,12 +302,8 @@ class VideoModelTrainer(RunTrainer):
         from worldrl.models.predictors import build_video_model, check_tokenizer
         from worldrl.models.tokenizers import load_tokenizer
 
-        self.context = context or init_distributed(device)
-        self.device = self.context.device
-        self.config = resolve_config(config)
+        self._open_run(resolve_config(config), out, device, progress, context)
         cfg = self.train_config = build_dataclass(VideoTrainConfig, self.config["train"], "train")
-        self.out = Path(out)
-        self.progress = progress and self.context.is_main
         self.local_batch = local_batch(cfg.batch_size, self.context)
         data = [data] if isinstance(data, (str, Path)) else list(data)
         self.data = [str(Path(folder).resolve()) for folder in data]
