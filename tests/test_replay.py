@@ -4,6 +4,7 @@ Every step carries its env and a per-env step counter (in the frame, the state
 and the action), so tests can check exactly which stored steps a sample holds.
 """
 
+import json
 import tracemalloc
 
 import numpy as np
@@ -236,6 +237,39 @@ def test_load_streams_into_place_without_a_second_copy(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 0.1 * buffer.nbytes
+
+
+def test_save_writes_only_the_rows_held(tmp_path):
+    buffer, _ = filled(capacity=3000, steps=50)  # 150 of 3000 rows held
+    path = buffer.save(tmp_path / "replay.npz")
+    frame_bytes = int(np.prod(SHAPE))
+    assert path.stat().st_size < 1.2 * 150 * frame_bytes + 100_000
+    assert path.stat().st_size < 0.1 * buffer.nbytes
+
+
+@pytest.mark.parametrize("steps", [50, 400])  # rings of 200 rows partly filled; wrapped around
+def test_saved_arrays_restore_every_row(tmp_path, steps):
+    buffer, _ = filled(capacity=600, steps=steps)
+    path = buffer.save(tmp_path / "replay.npz")
+    other, _ = filled(seed=7, capacity=600, steps=150)  # rows beyond the file's must not survive
+    other.load(path)
+    for key, array in buffer.state_dict()["arrays"].items():
+        np.testing.assert_array_equal(other.state_dict()["arrays"][key], array, err_msg=key)
+    assert (other.count == buffer.count).all()
+
+
+def test_loads_files_of_whole_preallocated_arrays(tmp_path):
+    """Files written before saves held only the filled rows: every array at full capacity, no layout entry."""
+    buffer, _ = filled()
+    state = buffer.state_dict()
+    meta = {key: value for key, value in state.items() if key != "arrays"}
+    meta["count"] = buffer.count.tolist()
+    members = {"__meta__": np.frombuffer(json.dumps(meta).encode(), np.uint8), **state["arrays"]}
+    np.savez(tmp_path / "old.npz", **members)
+    restored = ReplayBuffer(3000, SHAPE, 2, 3, state_dim=2)
+    restored.load(tmp_path / "old.npz")
+    for key, array in state["arrays"].items():
+        np.testing.assert_array_equal(restored.state_dict()["arrays"][key], array)
 
 
 def test_load_rejects_a_different_configuration(tmp_path):

@@ -51,6 +51,8 @@ POS_KEY = "pos"
 META_MEMBER = "__meta__"
 FORMAT_VERSION = 1
 READ_CHUNK_BYTES = 1 << 20
+HELD_LAYOUT = "held_rows"
+"""Saved files hold each ring's first ``size`` rows, env after env (the ``layout`` entry of their metadata)."""
 REJECTION_ROUNDS = 8
 
 Spec = tuple[tuple[int, ...], np.dtype]
@@ -485,13 +487,26 @@ class ReplayBuffer:
         self.episodes_written = int(episodes_written)
 
     def save(self, path: str | Path) -> Path:
-        """Write the state to ``path``, one uncompressed ``.npz``, atomically (a temp file, then ``os.replace``)."""
+        """Write the state to ``path``, one uncompressed ``.npz``, atomically (a temp file, then ``os.replace``).
+
+        Only the rows the envs hold are written (each ring's first ``size`` rows,
+        env after env), so a checkpoint early in a run is small, and nothing is
+        copied on the way: each ring's slice streams into the archive.
+        """
         path = Path(path)
         meta = {key: value for key, value in self.state_dict().items() if key != "arrays"}
         meta["count"] = self.count.tolist()
-        members = {META_MEMBER: np.frombuffer(json.dumps(meta).encode(), np.uint8), **self._all_arrays()}
-        # Stored, not deflated: load() streams members into place.
-        return atomic_write(path, lambda file: np.savez(file, **members))
+        meta["layout"] = HELD_LAYOUT
+        slices = [slice(env * self.ring, env * self.ring + int(size)) for env, size in enumerate(self.sizes)]
+
+        def write(file: Any) -> None:
+            # Stored, not deflated: load() streams members into place.
+            with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                _write_npy(archive, META_MEMBER, [np.frombuffer(json.dumps(meta).encode(), np.uint8)])
+                for key, array in self._all_arrays().items():
+                    _write_npy(archive, key, [array[rows] for rows in slices])
+
+        return atomic_write(path, write)
 
     def load(self, path: str | Path) -> None:
         """Restore a :meth:`save` file, streaming each array into the preallocated storage in small chunks.
@@ -517,18 +532,36 @@ class ReplayBuffer:
             missing = [key for key in targets if f"{key}.npy" not in names]
             if missing:
                 raise ValueError(f"{path}: missing arrays {missing}")
+            count = np.asarray(meta["count"], np.int64)
+            held = meta.get("layout") == HELD_LAYOUT  # else the whole preallocated arrays (files before it)
+            sizes = np.minimum(count, self.ring) if held else np.full(self.num_envs, self.ring)
+            old_sizes = self.sizes.copy()
             try:
                 for key, target in targets.items():
+                    rings = [target[env * self.ring:(env + 1) * self.ring] for env in range(self.num_envs)]
                     with archive.open(f"{key}.npy") as f:
-                        _read_into(f, target, f"{path}: '{key}'")
+                        _read_into(f, [ring[:size] for ring, size in zip(rings, sizes)], f"{path}: '{key}'")
+                    for ring, size, old in zip(rings, sizes, old_sizes):
+                        ring[size:old] = 0  # rows this buffer held before, beyond the file's
             except BaseException:
                 self.count[:] = 0
                 raise
-        self._restore_counters(np.asarray(meta["count"], np.int64), meta["rng"], meta.get("episodes_written", 0))
+        self._restore_counters(count, meta["rng"], meta.get("episodes_written", 0))
 
 
-def _read_into(f: Any, target: np.ndarray, name: str) -> None:
-    """Read one ``.npy`` stream into ``target`` (same shape and dtype) chunk by chunk."""
+def _write_npy(archive: zipfile.ZipFile, name: str, parts: list[np.ndarray]) -> None:
+    """Write the concatenation of ``parts`` (C-contiguous, same dtype and trailing shape) as ``name.npy``."""
+    first = parts[0]
+    header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
+              "shape": (sum(len(part) for part in parts), *first.shape[1:])}
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_2_0(f, header)
+        for part in parts:
+            f.write(memoryview(np.ascontiguousarray(part).reshape(-1).view(np.uint8)))
+
+
+def _read_into(f: Any, targets: list[np.ndarray], name: str) -> None:
+    """Read one ``.npy`` stream into ``targets`` in order (their rows, concatenated, are the array) chunk by chunk."""
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
@@ -536,12 +569,15 @@ def _read_into(f: Any, target: np.ndarray, name: str) -> None:
         shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
     else:
         raise ValueError(f"{name}: unsupported .npy format version {version}")
-    if tuple(shape) != target.shape or dtype != target.dtype or (fortran and target.ndim > 1):
-        raise ValueError(f"{name} is {dtype}{list(shape)}, the buffer's is {target.dtype}{list(target.shape)}")
-    view = memoryview(target.reshape(-1).view(np.uint8))
-    done = 0
-    while done < len(view):
-        got = f.readinto(view[done:done + READ_CHUNK_BYTES])
-        if not got:
-            raise ValueError(f"{name} is truncated ({done} of {len(view)} bytes)")
-        done += got
+    first = targets[0]
+    expected = (sum(len(target) for target in targets), *first.shape[1:])
+    if tuple(shape) != expected or dtype != first.dtype or (fortran and first.ndim > 1):
+        raise ValueError(f"{name} is {dtype}{list(shape)}, the buffer expects {first.dtype}{list(expected)}")
+    for target in targets:
+        view = memoryview(target.reshape(-1).view(np.uint8))
+        done = 0
+        while done < len(view):
+            got = f.readinto(view[done:done + READ_CHUNK_BYTES])
+            if not got:
+                raise ValueError(f"{name} is truncated ({done} of {len(view)} bytes of a ring)")
+            done += got

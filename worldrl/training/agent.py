@@ -107,7 +107,7 @@ class AgentTrainConfig:
     """Replayed steps per env step; when set, replaces ``update_ratio`` (divided by the agent's replayed steps per
     update: ``batch_size * batch_length`` for DreamerV3)."""
     replay_capacity: int = 100_000
-    """Steps the replay holds over all envs (as DrQ; 64x64x3 frames take 1.2 GB, written at every checkpoint)."""
+    """Steps the replay holds over all envs (as DrQ; 100k 64x64x3 frames: 1.2 GB; checkpoints write the rows held)."""
     log_every: int = 1000
     eval_every: int = 10_000
     eval_episodes: int = 10
