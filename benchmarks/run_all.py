@@ -115,6 +115,49 @@ def drq_speed_rows(data: dict) -> list[Row]:
     return rows
 
 
+def dreamerv3_speed_rows(data: dict) -> list[Row]:
+    return [(f"dreamerv3 {a['preset']} {a['precision']}{' +P2E' if a['plan2explore'] else ''} batch "
+             f"{a['batch'][0]}x{a['batch'][1]}: updates/s; env steps/s at train ratio {a['train_ratio']:g}",
+             f"{_f(a['updates_per_s'], '.2f')} (bf16 {a['bf16_speedup']:.2f}x); "
+             f"{_f(a['env_steps_per_s_at_train_ratio'], '.2f')}", "-") for a in data["agents"]]
+
+
+def _curve_text(curve: list[dict], key: str = "frames") -> str:
+    return ", ".join(f"{p[key] / 1000:g}k: {p['task_return']:.0f}" for p in curve) or "no evaluation yet"
+
+
+def drq_learning_rows(data: dict) -> list[Row]:
+    rows = []
+    for name, run in data["runs"].items():
+        target = ">= 800 within 100k frames" if name == "task" else ">= 70% of the oracle's return"
+        done = data["summary"].get(name, {})
+        fraction = f"; {done['fraction_of_oracle_best']:.0%} of oracle" if "fraction_of_oracle_best" in done else ""
+        rows.append((f"drq {name} (action repeat {run['action_repeat']}, {run['frames'] // 1000}k frames, "
+                     f"{run['wall_s'] / 60:.0f} min): eval task return by frames",
+                     f"{_curve_text(run['curve'])}{fraction}", target))
+    rows += [(f"drq {name}", f"not run: {why}", "-") for name, why in data.get("runs_not_run", {}).items()]
+    return rows
+
+
+def dreamerv3_learning_rows(data: dict) -> list[Row]:
+    rows = [(f"dreamerv3 {task} ({entry['env_steps'] // 1000}k env steps, {entry['wall_s'] / 60:.0f} min): eval "
+             f"return by env steps (random {entry['random']:.1f})",
+             _curve_text(data["runs"][task]["curve"], "step"), entry["target"])
+            for task, entry in data["summary"].items()]
+    return rows + [(f"dreamerv3 {task}", "not run", "-") for task in data.get("tasks_not_run", [])]
+
+
+def simulator_policy_rows(data: dict) -> list[Row]:
+    if "not_run" in data:
+        return [("policy trained in the simulator", f"not run: {data['not_run']}", "-")]
+    runs = data["runs"]
+    measured = "; ".join(f"{where} {run['real_env_return']['mean']:.0f}" for where, run in runs.items())
+    ratio = data["sim_over_real_return"]
+    return [(f"DrQ {data['env_steps']} env steps in the simulator vs the real env: real-env return "
+             f"(random {data['random_return']['mean']:.0f})",
+             measured + ("" if ratio is None else f"; ratio {ratio:.2f}"), "-")]
+
+
 def teco_rows(data: dict) -> list[Row]:
     ref = data["rollout_references"]["repeat_last_context_frame"]["psnr_db_mean"]
     return [(f"{m['kind']} ({m['steps']} steps): held-out bits per code; rollout PSNR",
@@ -141,9 +184,12 @@ SCRIPTS = (
     Script("viper_overhead", AREAS[4], ("--quick",), viper_overhead_rows),
     Script("viper_reward_quality", AREAS[4], ("--quick",), viper_quality_rows),
     Script("drq_speed", AREAS[5], ("--quick",), drq_speed_rows),
-    Script("agent_learning", AREAS[5], ("--quick",)),
+    Script("drq_learning", AREAS[5], ("--quick",), drq_learning_rows),
+    Script("dreamerv3_speed", AREAS[5], ("--quick",), dreamerv3_speed_rows),
+    Script("dreamerv3_learning", AREAS[5], ("--quick",), dreamerv3_learning_rows),
     Script("teco_quality", AREAS[6], ("--quick",), teco_rows),
     Script("simulator", AREAS[7], ("--quick",), simulator_rows),
+    Script("simulator_policy", AREAS[7], ("--quick",), simulator_policy_rows),
 )
 
 

@@ -1,0 +1,154 @@
+"""DreamerV3 learning from pixels: DMC cartpole_balance and Atari Pong with the task reward.
+
+One run of ``worldrl train-agent --agent dreamerv3`` per task (through
+:func:`worldrl.training.agent.train_agent`), each in its own folder under
+``--runs``, so an interrupted benchmark resumes exactly where it stopped:
+
+``cartpole``
+    ``worldrl/dmc-cartpole_balance-v0`` (64x64 pixels, action repeat 2).
+    Target: a mean evaluation return >= 800 within 100k env steps.
+``pong``
+    ``worldrl/atari-pong-v0`` (64x64 pixels, frame skip 4, sticky actions).
+    Target: better than a random policy within the same budget.
+
+"Env steps" are agent steps (``env.step`` calls); the JSON also gives frames
+(x action repeat or frame skip). The agent is the CPU preset
+(``configs/agents/dreamerv3_cpu.yaml``; ``--preset`` picks another, e.g. the
+Table E.3 ``dreamerv3.yaml``, whose update takes tens of seconds on this CPU)
+at the preset's train ratio unless ``--train-ratio`` says otherwise; the
+JSON states both and the wall-clock. Evaluation: ``--eval-episodes`` episodes
+of the policy's mode every ``--eval-every`` steps; a random policy's return
+on the same env is measured for reference.
+
+Writes ``benchmarks/results/dreamerv3_learning.json`` (``--quick``:
+``benchmarks/results/quick/``) and the curves as ``dreamerv3_learning.png``.
+Tasks not run are listed as such; ``--only`` trains one task (the others are
+read back when finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import machine
+from learning import first_reaching, plot_curves, train_run
+
+from worldrl.config import load_yaml
+from worldrl.pipeline.stages import merge
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+TASKS = {
+    "cartpole": {"id": "worldrl/dmc-cartpole_balance-v0", "kwargs": {"size": 64}, "repeat": 2, "target": 800.0},
+    "pong": {"id": "worldrl/atari-pong-v0", "kwargs": {"size": 64}, "repeat": 4, "target": None},
+}
+BUDGET = 100_000
+
+
+def run_config(args: argparse.Namespace, task: str) -> dict[str, Any]:
+    spec = TASKS[task]
+    preset = load_yaml(args.preset)
+    train = {"steps": args.steps, "seed": args.seed, "random_steps": min(args.random_steps, args.steps),
+             "replay_capacity": max(args.steps, 1), "log_every": max(args.eval_every // 4, 1),
+             "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
+             "checkpoint_every": args.eval_every, "video_every": args.eval_every}
+    if args.train_ratio is not None:
+        train["train_ratio"] = args.train_ratio
+    return merge(preset, {"agent": {"bf16": args.bf16}, "env": {"id": spec["id"], "kwargs": spec["kwargs"]},
+                          "train": train})
+
+
+def random_return(task: str, episodes: int, seed: int) -> dict[str, float]:
+    from worldrl.oracles import evaluate_policy_return
+
+    spec = TASKS[task]
+    kwargs = {"obs_type": "state"} if task == "cartpole" else spec["kwargs"]
+    result = evaluate_policy_return(spec["id"], "random", episodes, seed, kwargs)
+    return {"mean": result["mean"], "std": result["std"], "episodes": episodes}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few hundred steps per task: a smoke test")
+    parser.add_argument("--only", choices=sorted(TASKS), help="train only this task")
+    parser.add_argument("--steps", type=int, help=f"env steps per task (default {BUDGET})")
+    parser.add_argument("--eval-every", type=int, help="env steps between evaluations (default 10000)")
+    parser.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 5)")
+    parser.add_argument("--random-steps", type=int, help="steps of random actions first (default 2500)")
+    parser.add_argument("--train-ratio", type=float, help="replayed steps per env step (default: the preset's)")
+    parser.add_argument("--preset", default=str(ROOT / "configs/agents/dreamerv3_cpu.yaml"))
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_dreamerv3_learning")
+    parser.add_argument("--out", type=Path, help="JSON file (default: under results/)")
+    args = parser.parse_args()
+    defaults = {"steps": 300 if args.quick else BUDGET, "eval_every": 150 if args.quick else 10_000,
+                "eval_episodes": 1 if args.quick else 5, "random_steps": 100 if args.quick else 2500}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(1)
+    mode = "quick" if args.quick else "default"
+    out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / "dreamerv3_learning.json"
+    wanted = [args.only] if args.only else list(TASKS)
+    runs: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    for task, spec in TASKS.items():
+        config = run_config(args, task)
+        path = args.runs / mode / f"{task}_{args.steps}steps_seed{args.seed}"
+        if task not in wanted and not (path / "timing.json").exists():
+            continue
+        print(f"== {task}: {path}", flush=True)
+        run = train_run(config, path, spec["repeat"], args.device)
+        for point in run["curve"]:
+            point["env_steps"] = point["step"]
+        reference = random_return(task, args.eval_episodes, args.seed + 1_000_003)
+        runs[task] = {"env": spec["id"], "frames_per_step": spec["repeat"], "run": str(path), "config": config,
+                      "random": reference, **run}
+        returns = [p["task_return"] for p in run["curve"]]
+        entry: dict[str, Any] = {"env_steps": args.steps, "best_return": max(returns, default=None),
+                                 "final_return": returns[-1] if returns else None, "random": reference["mean"],
+                                 "wall_s": run["wall_s"]}
+        if spec["target"] is not None:
+            reached = first_reaching([{**p, "frames": p["step"]} for p in run["curve"]], spec["target"])
+            entry.update(target=f">= {spec['target']:.0f} within {BUDGET} env steps", env_steps_to_target=reached,
+                         met=reached is not None and reached <= BUDGET)
+        else:
+            entry.update(target=f"better than random within {BUDGET} env steps",
+                         met=bool(returns) and max(returns) > reference["mean"] and args.steps <= BUDGET)
+        summary[task] = entry
+    result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "machine": machine(), "mode": mode, "preset": args.preset, "summary": summary,
+              "tasks_not_run": [task for task in TASKS if task not in runs],
+              "note": ("Curves: mean task return of evaluation episodes (the policy's mode) against env steps "
+                       "(agent steps) and frames. One torch thread per run; wall seconds include evaluation and "
+                       "checkpoints and were measured on a shared 2-core machine."),
+              "runs": runs}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    plot_curves({task: [{**p, "frames": p["step"]} for p in run["curve"]] for task, run in runs.items()},
+                out.with_suffix(".png"), "DreamerV3 (pixels), task reward, x: env steps",
+                {f"{task} random": run["random"]["mean"] for task, run in runs.items()})
+    print(f"\n{'task':9} {'steps':>7} {'best':>7} {'final':>7} {'random':>7} {'wall s':>7} met")
+    for task, entry in summary.items():
+        print(f"{task:9} {entry['env_steps']:7d} {entry['best_return'] or float('nan'):7.1f} "
+              f"{entry['final_return'] or float('nan'):7.1f} {entry['random']:7.1f} {entry['wall_s']:7.0f} "
+              f"{entry['met']}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""DrQ learning from pixels on DMC cartpole_balance: with the task reward, and with the VIPER reward plus RND.
+
+Two runs of ``worldrl train-agent --agent drq`` (through
+:func:`worldrl.training.agent.train_agent`), each in its own folder under
+``--runs`` so an interrupted benchmark resumes exactly where it stopped:
+
+``task``
+    DrQ on the env's task reward, at action repeat 8 (DrQ's setting for
+    cartpole), for ``--task-frames`` env frames. Target: a mean evaluation
+    task return >= 800 within 100k frames.
+``viper_rnd``
+    DrQ with RND (``--rnd``) on the VIPER reward alone: the log-likelihood
+    under the video model of ``--video-model``, by default the one
+    ``benchmarks/viper_reward_quality.py`` trains on cartpole_balance expert
+    videos (the oracle's best episodes; AUROC 1.0 there). The video model saw
+    frames at action repeat 2, so this run steps at action repeat 2, for
+    ``--viper-frames`` frames. Target: a task return >= 70% of the oracle's
+    (the SAC state oracle whose episodes made the expert videos).
+
+The networks are the CPU DrQ preset (``configs/agents/drq_cpu.yaml``:
+channels 16-32-64-64, MLPs 128x128, batch 64) with one update per agent step,
+so the runs fit this 2-core CPU; the Table E.4 preset runs the same code
+(``--preset configs/agents/drq.yaml``) about 4x slower per update. Evaluation:
+``--eval-episodes`` deterministic episodes every 10k frames, scored on the task
+reward. A random policy's return on the same env is measured for reference.
+
+Writes ``benchmarks/results/drq_learning.json`` (``--quick``:
+``benchmarks/results/quick/``) with the curves, wall-clock seconds, the
+configs and the machine, and the curves as ``drq_learning.png``. Runs not
+finished are listed as such; ``--only`` runs one of them (two invocations can
+train both in parallel on two cores; a third without ``--only`` only reads
+them back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import machine
+from learning import first_reaching, plot_curves, train_run
+
+from worldrl.config import load_yaml
+from worldrl.pipeline.stages import merge
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+ENV = "worldrl/dmc-cartpole_balance-v0"
+ORACLE_RUN = ROOT / "runs/bench_viper/default/cartpole_balance/sac10000"
+VIDEO_MODEL = ORACLE_RUN / "ep500/tok300/video300/video_model"
+TASK_TARGET, VIPER_FRACTION_TARGET = 800.0, 0.7
+RUNS = ("task", "viper_rnd")
+
+
+def run_config(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], int]:
+    """The train-agent config of run ``name`` and its action repeat."""
+    repeat = 8 if name == "task" else 2
+    frames = args.task_frames if name == "task" else args.viper_frames
+    steps = frames // repeat
+    every = max(args.eval_frames // repeat, 1)
+    env: dict[str, Any] = {"id": ENV, "kwargs": {"size": 64, "action_repeat": repeat}}
+    if name == "viper_rnd":
+        env.update(reward="viper", video_model=str(args.video_model))
+    preset = load_yaml(args.preset)
+    config = merge(preset, {
+        "agent": {"rnd": name == "viper_rnd", "bf16": args.bf16},
+        "env": env,
+        "train": {"steps": steps, "seed": args.seed, "random_steps": min(args.random_frames // repeat, steps),
+                  "update_ratio": 1.0, "replay_capacity": steps, "log_every": max(every // 4, 1),
+                  "eval_every": every, "eval_episodes": args.eval_episodes, "checkpoint_every": every,
+                  "video_every": 0},
+    })
+    return config, repeat
+
+
+def oracle_return(path: Path) -> dict[str, Any] | None:
+    file = path / "oracle" / "oracle.json"
+    if not file.exists():
+        return None
+    entry = json.loads(file.read_text())
+    return {"mean": entry["eval"]["mean"], "std": entry["eval"]["std"], "steps": entry["steps"], "file": str(file)}
+
+
+def random_return(episodes: int, seed: int) -> dict[str, float]:
+    from worldrl.oracles import evaluate_policy_return
+
+    result = evaluate_policy_return(ENV, "random", episodes, seed, {"obs_type": "state"})
+    return {"mean": result["mean"], "std": result["std"], "episodes": episodes}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few thousand frames per run: a smoke test")
+    parser.add_argument("--only", choices=RUNS, help="train only this run (others are read back if finished)")
+    parser.add_argument("--task-frames", type=int, help="env frames of the task-reward run (default 100000)")
+    parser.add_argument("--viper-frames", type=int, help="env frames of the VIPER+RND run (default 100000)")
+    parser.add_argument("--eval-frames", type=int, help="frames between evaluations (default 10000)")
+    parser.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 5)")
+    parser.add_argument("--random-frames", type=int, help="frames of random actions first (default 8000)")
+    parser.add_argument("--preset", default=str(ROOT / "configs/agents/drq_cpu.yaml"))
+    parser.add_argument("--video-model", type=Path, default=VIDEO_MODEL)
+    parser.add_argument("--oracle-run", type=Path, default=ORACLE_RUN, help="folder with oracle/oracle.json")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_drq_learning")
+    parser.add_argument("--out", type=Path, help="JSON file (default: results/drq_learning.json or results/quick/)")
+    args = parser.parse_args()
+    quick = args.quick
+    defaults = {"task_frames": 4000 if quick else 100_000, "viper_frames": 1000 if quick else 100_000,
+                "eval_frames": 2000 if quick else 10_000, "eval_episodes": 1 if quick else 5,
+                "random_frames": 800 if quick else 8000}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(1)
+    mode = "quick" if args.quick else "default"
+    folder = args.runs / mode
+    out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / "drq_learning.json"
+    wanted = [args.only] if args.only else list(RUNS)
+    not_run = {name: "not selected (--only) and not finished" for name in RUNS if name not in wanted}
+    if "viper_rnd" in wanted and not args.video_model.is_dir():
+        message = (f"{args.video_model}: no video model; run `python benchmarks/viper_reward_quality.py --tasks "
+                   f"cartpole_balance` first, or pass --video-model FOLDER (a train-video-model video_model/)")
+        if args.only == "viper_rnd":
+            sys.exit(message)
+        print(f"viper_rnd not run: {message}", file=sys.stderr)
+        wanted.remove("viper_rnd")
+        not_run["viper_rnd"] = message
+    runs: dict[str, Any] = {}
+    for name in RUNS:
+        config, repeat = run_config(args, name)
+        path = folder / f"{name}_{config['train']['steps'] * repeat}f_seed{args.seed}"
+        if name in wanted or (path / "timing.json").exists():
+            print(f"== {name}: {path}", flush=True)
+            runs[name] = {"action_repeat": repeat, "frames": config["train"]["steps"] * repeat, "run": str(path),
+                          "config": config, **train_run(config, path, repeat, args.device)}
+    oracle = oracle_return(args.oracle_run)
+    reference = {"random": random_return(args.eval_episodes, args.seed + 1_000_003), "oracle": oracle}
+    summary: dict[str, Any] = {}
+    if "task" in runs:
+        curve = runs["task"]["curve"]
+        summary["task"] = {"best_return": max((p["task_return"] for p in curve), default=None),
+                           "final_return": curve[-1]["task_return"] if curve else None,
+                           "frames_to_800": first_reaching(curve, TASK_TARGET),
+                           "target": f">= {TASK_TARGET:.0f} within 100k frames",
+                           "met": (first_reaching(curve, TASK_TARGET) or 10**9) <= 100_000}
+    if "viper_rnd" in runs and oracle:
+        curve = runs["viper_rnd"]["curve"]
+        best = max((p["task_return"] for p in curve), default=float("nan"))
+        summary["viper_rnd"] = {"best_return": best, "final_return": curve[-1]["task_return"] if curve else None,
+                                "fraction_of_oracle_best": best / oracle["mean"],
+                                "fraction_of_oracle_final": (curve[-1]["task_return"] / oracle["mean"]
+                                                             if curve else None),
+                                "target": f">= {VIPER_FRACTION_TARGET:.0%} of the oracle's return",
+                                "met": best / oracle["mean"] >= VIPER_FRACTION_TARGET}
+    result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "machine": machine(), "mode": mode, "env": ENV, "summary": summary, "reference": reference,
+              "runs_not_run": {name: why for name, why in not_run.items() if name not in runs},
+              "note": ("Curves: mean task return of deterministic evaluation episodes against env frames (physics "
+                       "steps: agent steps x action repeat). One torch thread per run; wall seconds include "
+                       "evaluation and checkpoints and were measured on a shared 2-core machine."),
+              "runs": runs}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    lines = {"random": reference["random"]["mean"]}
+    if oracle:
+        lines["oracle"] = oracle["mean"]
+    plot_curves({name: run["curve"] for name, run in runs.items()}, out.with_suffix(".png"),
+                "DrQ on cartpole_balance (pixels)", lines)
+    print(f"\n{'run':10} {'frames':>7} {'best':>7} {'final':>7} {'wall s':>7}")
+    for name, run in runs.items():
+        returns = [p["task_return"] for p in run["curve"]] or [float("nan")]
+        print(f"{name:10} {run['frames']:7d} {max(returns):7.1f} {returns[-1]:7.1f} {run['wall_s']:7.0f}")
+    print(f"random {reference['random']['mean']:.1f}; oracle {oracle['mean'] if oracle else float('nan'):.1f}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""What the learning benchmarks share: run a ``train-agent`` config, read its evaluation curve, plot curves.
+
+A run goes through :func:`worldrl.training.agent.train_agent` in its own
+folder, so an interrupted benchmark resumes where it stopped (the trainer's
+exact resume) and a finished run is only read back. The curve is the
+``eval/task_return`` scalars the trainer writes to TensorBoard at every
+``train.eval_every`` steps: the deterministic policy's mean task return, at
+agent steps converted to env frames (``action_repeat`` physics steps each).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def eval_curve(run: Path, frames_per_step: int) -> list[dict[str, float]]:
+    """``[{"frames", "step", "task_return", "task_return_std"}]`` from the run's TensorBoard evaluation scalars."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    if "eval/task_return" not in events.Tags()["scalars"]:
+        return []
+    stds = {e.step: e.value for e in events.Scalars("eval/task_return_std")}
+    points = {e.step: e for e in events.Scalars("eval/task_return")}  # a resumed run may log a step twice
+    return [{"frames": step * frames_per_step, "step": step, "task_return": points[step].value,
+             "task_return_std": stds.get(step, float("nan"))} for step in sorted(points)]
+
+
+def train_run(config: Mapping[str, Any], out: Path, frames_per_step: int, device: str = "auto") -> dict[str, Any]:
+    """Train (or resume, or just read) the run in ``out``; its curve, final metrics and wall-clock seconds.
+
+    Wall-clock seconds add up over resumed sessions (``timing.json`` beside the run).
+    """
+    from worldrl.training.agent import train_agent
+
+    timing_file = out / "timing.json"
+    timing = json.loads(timing_file.read_text()) if timing_file.exists() else {"wall_s": 0.0, "sessions": 0}
+    if not timing.get("finished"):
+        started = time.perf_counter()
+        metrics = train_agent(config, out, device=device)
+        timing = {"wall_s": timing["wall_s"] + time.perf_counter() - started, "sessions": timing["sessions"] + 1,
+                  "finished": True, "metrics": metrics}
+        out.mkdir(parents=True, exist_ok=True)
+        timing_file.write_text(json.dumps(timing, indent=1) + "\n")
+    return {"curve": eval_curve(out, frames_per_step), "wall_s": timing["wall_s"], "sessions": timing["sessions"],
+            "final": timing["metrics"]}
+
+
+def first_reaching(curve: list[dict[str, float]], target: float) -> int | None:
+    """The frames of the first evaluation whose mean task return is at least ``target`` (None: never)."""
+    return next((point["frames"] for point in curve if point["task_return"] >= target), None)
+
+
+def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title: str,
+                lines: Mapping[str, float] = {}) -> None:
+    """Mean evaluation task return against env frames, one line per run, with horizontal reference ``lines``."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4))
+    axes = figure.add_subplot()
+    for name, curve in curves.items():
+        if curve:
+            axes.plot([p["frames"] for p in curve], [p["task_return"] for p in curve], marker="o", label=name)
+    for name, value in lines.items():
+        axes.axhline(value, linestyle="--", linewidth=1, color="gray")
+        axes.annotate(name, (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8, color="gray")
+    axes.set_xlabel("env frames")
+    axes.set_ylabel("evaluation task return")
+    axes.set_title(title)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
