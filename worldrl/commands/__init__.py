@@ -5,5 +5,5 @@ Each module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``worldrl --help`` stays fast. Add a command by adding its module name here.
 """
 
-COMMANDS = ("envs", "demo", "collect", "curate", "train-oracle", "train-tokenizer", "train-video-model", "viper-report",
-            "train-agent", "evaluate")
+COMMANDS = ("envs", "demo", "pipeline", "collect", "curate", "train-oracle", "train-tokenizer", "train-video-model",
+            "viper-report", "train-agent", "evaluate")

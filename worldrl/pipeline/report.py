@@ -15,11 +15,13 @@ LOCATIONS = {
 }
 
 
-def _pm(entry: dict[str, float]) -> str:
+def plus_minus(entry: dict[str, float]) -> str:
+    """``mean ± std`` with one decimal."""
     return f"{entry['mean']:.1f} ± {entry['std']:.1f}"
 
 
-def _number(value: float | None, spec: str = ".3f") -> str:
+def number(value: float | None, spec: str = ".3f") -> str:
+    """``value`` formatted, or ``undefined`` for None (an AUROC or correlation that has no value)."""
     return "undefined" if value is None else format(value, spec)
 
 
@@ -45,9 +47,9 @@ def markdown(run: PipelineRun) -> str:
         f"# VIPER pipeline on {config['env']}", "",
         f"Task return over {ev['episodes']} evaluation episodes (seeds from {ev['seed']}):", "",
         "| policy | task return |", "| --- | ---: |",
-        f"| oracle (SAC on the state, {r['train-oracle']['steps']} steps) | {_pm(ev['oracle'])} |",
-        f"| agent ({agent_steps} env steps on the VIPER reward alone) | {_pm(ev['agent'])} |",
-        f"| random policy | {_pm(ev['random'])} |", "",
+        f"| oracle (SAC on the state, {r['train-oracle']['steps']} steps) | {plus_minus(ev['oracle'])} |",
+        f"| agent ({agent_steps} env steps on the VIPER reward alone) | {plus_minus(ev['agent'])} |",
+        f"| random policy | {plus_minus(ev['random'])} |", "",
         f"The agent closed {gap_closed(ev):.0%} of the gap between the random policy's return and the oracle's "
         "(negative: below the random policy).", "",
         "The agent never sees the task reward: it learns from the log-likelihood of its frames under the video "
@@ -56,9 +58,9 @@ def markdown(run: PipelineRun) -> str:
         "## VIPER reward", "",
         f"Expert ({rep['groups']['expert']['episodes']} episodes) vs random "
         f"({rep['groups']['random']['episodes']}) episodes, AUROC by mean reward per step "
-        f"{_number(rep['auroc']['mean_per_step'])}, by VIPER return {_number(rep['auroc']['return'])}; "
-        f"Spearman correlation of VIPER and task return {_number(rep['spearman']['mean_per_step'])} (per step), "
-        f"{_number(rep['spearman']['return'])} (return).", "",
+        f"{number(rep['auroc']['mean_per_step'])}, by VIPER return {number(rep['auroc']['return'])}; "
+        f"Spearman correlation of VIPER and task return {number(rep['spearman']['mean_per_step'])} (per step), "
+        f"{number(rep['spearman']['return'])} (return).", "",
         *(f"![{name}](report/{name})" for name in rep["figures"]), "",
         "## Models", "",
         f"- Tokenizer: {tok['step']} steps, PSNR {tok['val_psnr']:.1f} dB, SSIM {tok['val_ssim']:.3f}, codebook "

@@ -48,15 +48,19 @@ def find_preset(path: str | Path) -> Path:
     return REPO_ROOT / path
 
 
-def load_pipeline_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The pipeline preset (default: the demo's) with ``key.sub=value`` overrides; unknown sections are errors."""
-    config = load_config(find_preset(path or DEFAULT_CONFIG), overrides)
-    unknown = sorted(set(config) - set(SECTIONS))
-    missing = sorted(set(SECTIONS) - set(config))
+def check_sections(config: dict[str, Any], sections: Sequence[str]) -> dict[str, Any]:
+    """``config`` unchanged when it has exactly ``sections``; a :class:`ConfigError` naming the odd ones otherwise."""
+    unknown = sorted(set(config) - set(sections))
+    missing = sorted(set(sections) - set(config))
     if unknown or missing:
         raise ConfigError(f"pipeline config: unknown sections {unknown}, missing {missing}; sections: "
-                          f"{', '.join(SECTIONS)}")
+                          f"{', '.join(sections)}")
     return config
+
+
+def load_pipeline_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The pipeline preset (default: the demo's) with ``key.sub=value`` overrides; unknown sections are errors."""
+    return check_sections(load_config(find_preset(path or DEFAULT_CONFIG), overrides), SECTIONS)
 
 
 def preset_config(section: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +69,8 @@ def preset_config(section: dict[str, Any]) -> dict[str, Any]:
 
 
 # Stages -------------------------------------------------------------------------------------------------------------
+# Each takes the PipelineRun of one task (its env in ``config["env"]``, its folders under ``out``); the multi-task
+# pipeline (:mod:`.suite`) passes the shared models' paths and task ids through the optional arguments.
 def train_oracle(run: PipelineRun) -> dict[str, Any]:
     from worldrl.oracles.sac import train_state_oracle
 
@@ -85,7 +91,9 @@ def collect_episodes(run: PipelineRun, policy: Any, folder: str, episodes: int, 
     cfg, out = run.config["data"], run.path("data", folder)
     have = len(EpisodeFolder(out)) if (out / INDEX_FILE).is_file() else 0
     if have < episodes:
-        env_kwargs = {"max_episode_steps": cfg["max_episode_steps"]} if cfg.get("max_episode_steps") else {}
+        env_kwargs = dict(cfg.get("env_kwargs") or {})  # e.g. Atari's mask_scoreboard
+        if cfg.get("max_episode_steps"):
+            env_kwargs["max_episode_steps"] = cfg["max_episode_steps"]
         made, env_kwargs = policy_for_env(run.config["env"], policy, env_kwargs, seed=seed)
         collect(run.config["env"], made, episodes - have, out, num_envs=cfg["num_envs"], seed=seed,
                 env_kwargs=env_kwargs, policy_name=str(policy), progress=run.progress)
@@ -113,53 +121,72 @@ def curate_expert(run: PipelineRun) -> dict[str, Any]:
     return {"episodes": len(kept), "return_min": float(kept.min()), "return_mean": float(kept.mean())}
 
 
-def train_tokenizer(run: PipelineRun) -> dict[str, Any]:
+def train_tokenizer(run: PipelineRun, experts: Sequence[Path] | None = None) -> dict[str, Any]:
+    """The tokenizer on ``experts`` (default: this run's ``data/expert``), into ``tokenizer/``."""
     from worldrl.training.tokenizer import train_tokenizer as train
 
-    metrics = train(preset_config(run.config["tokenizer"]), [run.path("data", "expert")], run.path("tokenizer"),
+    experts = [run.path("data", "expert")] if experts is None else list(experts)
+    metrics = train(preset_config(run.config["tokenizer"]), experts, run.path("tokenizer"),
                     device=run.config["device"], progress=run.progress)
     return {key: metrics[key] for key in ("step", "eval_split", "val_psnr", "val_ssim", "val_usage")}
 
 
-def train_video_model(run: PipelineRun) -> dict[str, Any]:
+def train_video_model(run: PipelineRun, experts: Sequence[Path] | None = None,
+                      task_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """The video model on the codes of ``experts`` (default: ``data/expert``), folder ``i`` as task ``task_ids[i]``."""
     from worldrl.training.video_model import train_video_model as train
 
-    metrics = train(preset_config(run.config["video"]), run.path("tokenizer", "tokenizer"),
-                    [run.path("data", "expert")], run.path("video"), device=run.config["device"],
-                    progress=run.progress)
+    config = preset_config(run.config["video"])
+    if task_ids is not None:
+        config = merge(config, {"train": {"task_ids": list(task_ids)}})
+    experts = [run.path("data", "expert")] if experts is None else list(experts)
+    metrics = train(config, run.path("tokenizer", "tokenizer"), experts, run.path("video"),
+                    device=run.config["device"], progress=run.progress)
     return {key: metrics[key] for key in ("step", "eval_split", "val_bits_per_code", "val_frame_log_likelihood")}
 
 
-def report(run: PipelineRun) -> dict[str, Any]:
+def report(run: PipelineRun, video_model: Path | None = None, task_id: int | None = None) -> dict[str, Any]:
+    """Score ``data/expert`` and ``data/random`` under ``video_model`` (default: ``video/video_model``)."""
     from worldrl.diagnostics.viper_report import format_report, viper_report
 
     cfg = run.config["report"]
-    result = viper_report(run.path("video", "video_model"), run.path("data", "expert"), [run.path("data", "random")],
+    video_model = run.path("video", "video_model") if video_model is None else video_model
+    result = viper_report(video_model, run.path("data", "expert"), [run.path("data", "random")],
                           run.path("report"), max_episodes=cfg.get("max_episodes"), heatmaps=cfg["heatmaps"],
-                          device=run.config["device"], progress=run.progress)
+                          task_id=task_id, device=run.config["device"], progress=run.progress)
     print(format_report(result))
     auroc = {kind: entry["all_others"] for kind, entry in result["auroc"].items()}
     return {"auroc": auroc, "spearman": result["spearman"], "groups": result["groups"], "figures": result["figures"]}
 
 
-def agent_config(run: PipelineRun) -> dict[str, Any]:
-    """The agent preset on the pipeline's env with the VIPER reward of the trained video model."""
-    viper = {"env": {"id": run.config["env"], "reward": "viper",
-                     "video_model": str(run.path("video", "video_model"))},
-             "train": {"seed": run.config["seed"]}}
+def agent_config(run: PipelineRun, video_model: Path | None = None, task_id: int | None = None) -> dict[str, Any]:
+    """The agent preset on the run's env with the VIPER reward of ``video_model`` (default: ``video/video_model``).
+
+    ``task_id`` is the task the reward is conditioned on, for a multi-task video model.
+    """
+    video_model = run.path("video", "video_model") if video_model is None else video_model
+    env = {"id": run.config["env"], "reward": "viper", "video_model": str(video_model)}
+    if task_id is not None:
+        env["viper"] = {"task_id": task_id}
+    viper = {"env": env, "train": {"seed": run.config["seed"]}}
     return merge(merge(load_yaml(find_preset(run.config["agent"]["preset"])), viper),
                  run.config["agent"].get("config") or {})
 
 
-def train_agent(run: PipelineRun) -> dict[str, Any]:
+def train_agent(run: PipelineRun, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The agent of ``config`` (default: :func:`agent_config`), into ``agent/``."""
     from worldrl.training.agent import train_agent as train
 
-    metrics = train(agent_config(run), run.path("agent"), device=run.config["device"], progress=run.progress)
+    config = agent_config(run) if config is None else config
+    metrics = train(config, run.path("agent"), device=run.config["device"], progress=run.progress)
     return {key: metrics[key] for key in ("step", "updates", "episodes")}
 
 
-def evaluate(run: PipelineRun) -> dict[str, Any]:
-    """Task return of the agent and of a random policy on the same seeds, beside the oracle's."""
+def evaluate(run: PipelineRun, oracle: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Task return of the agent and of a random policy on the same seeds, beside the oracle's.
+
+    ``oracle`` is the oracle stage's summary (``return_mean``, ``return_std``); default: ``train-oracle``'s.
+    """
     import gymnasium as gym
     import numpy as np
     from tqdm import tqdm
@@ -174,7 +201,7 @@ def evaluate(run: PipelineRun) -> dict[str, Any]:
                for i in tqdm(range(episodes), desc="evaluate agent", unit="ep", disable=not run.progress)]
     env.close()
     rand = evaluate_policy_return(run.config["env"], "random", episodes, seed, {"obs_type": "state"})
-    oracle = run.results["train-oracle"]
+    oracle = run.results["train-oracle"] if oracle is None else oracle
     return {"episodes": episodes, "seed": seed,
             "agent": {"mean": float(np.mean(returns)), "std": float(np.std(returns))},
             "random": {"mean": rand["mean"], "std": rand["std"]},
