@@ -1,39 +1,50 @@
-"""A learned simulator: an action-conditioned video model served as a (natively batched) Gymnasium env.
+"""A learned simulator: an action-conditioned world model served as a (natively batched) Gymnasium env.
 
 :class:`WorldModelVectorEnv` steps ``num_envs`` imagined episodes with one
-:meth:`~worldrl.models.predictors.VideoModel.sample_step` for all rows and
-one tokenizer decode; :class:`WorldModelEnv` is the single env (one row).
-Both are registered as ``worldrl/sim-v0``::
+model call for all rows and one decode; :class:`WorldModelEnv` is the single
+env (one row). Both are registered as ``worldrl/sim-v0``::
 
     env = gym.make("worldrl/sim-v0", model="runs/vgpt/video_model", start_frames="data/cartpole/random")
     envs = gym.make_vec("worldrl/sim-v0", num_envs=64, vectorization_mode="vector_entry_point", model=..., ...)
 
+- **Backends** (:mod:`worldrl.envs.simulator_backends`; the env owns the step
+  contract below, the backend the predictions): ``model`` is a video model
+  folder (any action-conditioned VideoModel: VideoGPT, MaskGIT, TECO; one
+  :meth:`~worldrl.models.predictors.VideoModel.sample_step` per step, heads
+  on its features) or a DreamerV3 ``train-agent`` run (its folder or
+  ``agent.pt``: the RSSM posterior over the burn-in frames, then the prior
+  per action; the decoder's mean image, the reward and continue heads; no
+  tokenizer codes, so no ``obs_type="codes"``, ``top_k`` or ``task_id``).
 - **Episodes** start from real frames: a row resets by clearing its model
   state and feeding ``burn_in`` consecutive frames (and their actions) of a
   random episode of ``start_frames`` (a dataset folder; from a random point,
   or the episode's start with ``start="first"``). The last of them is the
   reset observation. Episodes end when the continue head predicts a terminal
   frame (probability of continuing < 0.5; ``terminate=False`` ignores it) or
-  are truncated after ``horizon`` steps (default: the longest training episode).
+  are truncated after ``horizon`` steps (default: the longest training episode;
+  a DreamerV3 run's ``max_episode_steps``).
 - **Observations** are the decoded frames (uint8, the real env's shape), or
   with ``obs_type="codes"`` the tokenizer codes ``int64 [h, w]`` (no decoding).
 - **Actions**: the real env's action space, read from the model folder's
-  ``simulator.json`` (:mod:`worldrl.envs.simulator_spec`) or passed as
+  ``simulator.json`` (:mod:`worldrl.envs.simulator_spec`; for a DreamerV3
+  run the agent's space, read from its weights) or passed as
   ``action_space=``; Discrete actions go to the model one-hot, Box actions
   are clipped to the bounds.
 - **Rewards**: ``reward="head"`` (the reward head trained by
-  ``train-video-model`` with ``heads: {reward: true}``), ``"viper"`` (the
+  ``train-video-model`` with ``heads: {reward: true}``, or DreamerV3's), ``"viper"`` (the
   log-likelihood of the imagined frame under a separate expert video model
   ``viper_model``, with :class:`~worldrl.wrappers.viper.VIPERScorer` options
-  in ``viper``) or ``"head+viper"``, summed with ``weights`` (default 1 each).
+  in ``viper``; any backend) or ``"head+viper"``, summed with ``weights`` (default 1 each).
   ``info`` holds ``task_reward`` (the head's reward, else the reward),
   ``continue`` (the continue probability, NaN without the head) and
   ``viper_logp`` with VIPER.
 - **Randomness**: a seeded reset fixes each row's start frames (row ``i``
   of a vector env reset with ``seed`` uses ``seed + i``, as a single env reset
-  with that seed) and the sampling generator. At ``temperature=0`` a row of a
-  vector env equals the single env with that row's seed; with sampling, the
-  rows share one generator (reproducible, but not the single env's draws).
+  with that seed) and the sampling generator. At ``temperature=0`` (greedy
+  codes; DreamerV3: the latents' modes) a row of a vector env equals the
+  single env with that row's seed (DreamerV3 frames up to a rounding step:
+  batched float sums differ in the last bits); with sampling, the rows share
+  one generator (reproducible, but not the single env's draws).
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from worldrl.envs.simulator_spec import read_spec, space_from_dict
+from worldrl.envs.simulator_backends import SimulatorBackend, load_backend
 from worldrl.wrappers.viper import one_hot_actions
 
 REWARDS = ("head", "viper", "head+viper")
@@ -132,12 +143,10 @@ class WorldModelVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ):
         from worldrl.device import resolve_device
-        from worldrl.models.predictors import load_video_model
-        from worldrl.models.reward_heads import load_heads
-        from worldrl.models.tokenizers import load_tokenizer
 
         if model is None or start_frames is None:
-            raise TypeError("worldrl/sim-v0 needs model= (a video model folder) and start_frames= (a dataset folder)")
+            raise TypeError("worldrl/sim-v0 needs model= (a video model folder or a DreamerV3 run) and "
+                            "start_frames= (a dataset folder)")
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if reward not in REWARDS or obs_type not in OBS_TYPES:
@@ -149,28 +158,20 @@ class WorldModelVectorEnv(VectorEnv):
             raise ValueError("WorldModelVectorEnv supports the NEXT_STEP and DISABLED autoreset modes")
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode, self.obs_type = render_mode, obs_type
-        folder = Path(model)
-        self.model = load_video_model(folder, self.device)
-        self.tokenizer = load_tokenizer(folder / "tokenizer", self.device).eval()
-        config = self.model.config
-        if not config.action_dim:
-            raise ValueError(f"{folder}: the video model has no action conditioning (action_dim = 0); a simulator "
-                             "needs one trained with model.action_dim set to the env's action size")
-        if self.tokenizer.frames_per_code != 1:
-            raise ValueError(f"{folder}: a simulator needs a per-frame tokenizer")
-        spec = read_spec(folder)
-        self.single_action_space = self._action_space(action_space, spec, folder, config.action_dim)
-        self.task = None
-        if config.num_tasks:
-            if task_id is None:
-                raise ValueError(f"{folder}: the model is conditioned on {config.num_tasks} tasks: pass task_id=")
-            self.task = torch.full((num_envs,), int(task_id), dtype=torch.long, device=self.device)
+        self.generator = torch.Generator(self.device)
+        self.generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+        self.backend: SimulatorBackend = load_backend(model, num_envs, self.device, self.generator,
+                                                      action_space=action_space, temperature=temperature,
+                                                      top_k=top_k, task_id=task_id)
+        backend = self.backend
+        if obs_type == "codes" and backend.codes_space is None:
+            raise ValueError(f"obs_type='codes' needs a video model on tokenizer codes; {model} has none: use "
+                             "obs_type='pixels'")
+        self.single_action_space = backend.action_space
 
         self.weights = {"head": 1.0, "viper": 1.0, **(weights or {})}
-        self.heads = load_heads(folder, self.device)
-        has_reward = self.heads is not None and self.heads.reward is not None
-        if "head" in reward and not has_reward:
-            raise ValueError(f"{folder} has no reward head: train it with heads: {{reward: true}}, or use "
+        if "head" in reward and not backend.has_reward:
+            raise ValueError(f"{model} has no reward head: train it with heads: {{reward: true}}, or use "
                              "reward='viper'")
         self.use_head, self.scorer = "head" in reward, None
         if "viper" in reward:
@@ -178,42 +179,43 @@ class WorldModelVectorEnv(VectorEnv):
 
             if viper_model is None:
                 raise ValueError("reward='viper' needs viper_model= (an expert video model folder)")
-            self.scorer = VIPERScorer(viper_model, self.tokenizer.frame_shape, num_envs, device=self.device,
+            self.scorer = VIPERScorer(viper_model, backend.frame_shape, num_envs, device=self.device,
                                       **(viper or {}))
-        self.terminate = terminate and self.heads is not None and self.heads.cont is not None
-        self.horizon = int(horizon or spec.get("horizon") or 1000)
-        self.temperature, self.top_k = float(temperature), top_k
-        self.starts = StartFrames(start_frames, self.tokenizer.frame_shape, config.action_dim,
-                                  burn_in or max(config.context, 1), start)
+        self.terminate = terminate and backend.has_continue
+        self.horizon = int(horizon or backend.horizon or 1000)
+        self.starts = StartFrames(start_frames, backend.frame_shape, backend.action_dim,
+                                  burn_in or backend.default_burn_in, start)
 
-        frame_shape = tuple(self.tokenizer.frame_shape)
         if obs_type == "pixels":
-            self.single_observation_space = spaces.Box(0, 255, frame_shape, np.uint8)
+            self.single_observation_space = spaces.Box(0, 255, tuple(backend.frame_shape), np.uint8)
         else:
-            self.single_observation_space = spaces.Box(0, self.model.codebook_size - 1, self.model.latent_shape,
-                                                       np.int64)
+            self.single_observation_space = backend.codes_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
-        self.state = self.model.init_state(num_envs, self.device)
-        self.codes = torch.zeros(num_envs, *self.model.latent_shape, dtype=torch.long, device=self.device)
         self.frames: np.ndarray | None = None
         self.steps = np.zeros(num_envs, np.int64)
         self.done = np.zeros(num_envs, bool)
         entropy = np.random.SeedSequence(seed).entropy
         self.rngs = [np.random.default_rng([entropy, row]) for row in range(num_envs)]
-        self.generator = torch.Generator(self.device)
-        self.generator.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
 
-    @staticmethod
-    def _action_space(given: Any, spec: Mapping[str, Any], folder: Path, action_dim: int) -> spaces.Space:
-        if given is None and spec.get("action_space") is None:
-            raise ValueError(f"{folder} has no simulator.json with the env's action space: pass action_space=")
-        space = given if isinstance(given, spaces.Space) else space_from_dict(given or spec["action_space"])
-        size = int(space.n) if isinstance(space, spaces.Discrete) else int(np.prod(space.shape))
-        if not isinstance(space, (spaces.Box, spaces.Discrete)) or size != action_dim:
-            raise ValueError(f"the action space {space} does not fit the model's action_dim {action_dim}")
-        return space
+    @property
+    def model(self) -> Any:
+        """The backend's model: a :class:`~worldrl.models.predictors.VideoModel` or a DreamerV3 world model."""
+        return self.backend.model
+
+    @property
+    def state(self) -> Any:
+        """The backend's per-row state (a video model's stream state, or the RSSM latents)."""
+        return self.backend.state
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.backend, "tokenizer", None)
+
+    @property
+    def heads(self) -> Any:
+        return getattr(self.backend, "heads", None)
 
     # Gymnasium API --------------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
@@ -239,13 +241,7 @@ class WorldModelVectorEnv(VectorEnv):
 
     def step(self, actions: Any):
         resetting = self.done.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(self.done)
-        action = self._model_actions(actions)
-        self.state, self.codes = self.model.sample_step(self.state, self.task, action, self.temperature, self.top_k,
-                                                        self.generator)
-        head_reward = cont = None
-        if self.heads is not None:
-            with torch.no_grad():
-                head_reward, cont = self.heads(self.model.frame_features(self.state))
+        head_reward, cont = self.backend.step(self._model_actions(actions))
         self.steps += 1
         if resetting.any():
             self._start(resetting)
@@ -254,7 +250,7 @@ class WorldModelVectorEnv(VectorEnv):
         reward = np.zeros(self.num_envs)
         info: dict[str, Any] = {}
         if head_reward is not None:
-            info["task_reward"] = np.where(resetting, 0.0, head_reward.double().cpu().numpy())
+            info["task_reward"] = np.where(resetting, 0.0, head_reward)
             if self.use_head:
                 reward += self.weights["head"] * info["task_reward"]
         if self.scorer is not None:
@@ -262,7 +258,7 @@ class WorldModelVectorEnv(VectorEnv):
             info["viper_logp"] = logp
             reward += self.weights["viper"] * np.nan_to_num(self.scorer.likelihood_term(logp))
         info.setdefault("task_reward", reward.copy())
-        info["continue"] = np.full(self.num_envs, np.nan) if cont is None else cont.double().cpu().numpy()
+        info["continue"] = np.full(self.num_envs, np.nan) if cont is None else cont
         terminated = np.zeros(self.num_envs, bool)
         if self.terminate:
             terminated = (info["continue"] < 0.5) & ~resetting
@@ -296,33 +292,23 @@ class WorldModelVectorEnv(VectorEnv):
         return torch.as_tensor(clipped, device=self.device).reshape(self.num_envs, -1)
 
     def _start(self, rows: np.ndarray) -> None:
-        """Reset ``rows`` (bool ``[N]``) and feed them burn-in windows of real frames (one step per frame)."""
+        """Reset ``rows`` (bool ``[N]``) from burn-in windows of real frames (and VIPER's context with them)."""
         index = np.flatnonzero(rows)
         frames, actions = self.starts.sample([self.rngs[row] for row in index])
-        with torch.no_grad():
-            window = self.tokenizer.encode(torch.as_tensor(frames, device=self.device))
-        mask = torch.as_tensor(rows, device=self.device)
-        self.model.reset_state(self.state, mask)
+        self.backend.start(rows, frames, torch.as_tensor(actions, device=self.device))
         if self.scorer is not None:
             self.scorer.reset(rows)
-        codes = self.codes.clone()
-        action = torch.zeros(self.num_envs, self.model.config.action_dim, device=self.device)
-        for t in range(window.shape[1]):
-            codes[mask], action[mask] = window[:, t], torch.as_tensor(actions[:, t], device=self.device)
-            self.model.step(self.state, codes, self.task, action, rows=mask)
-            if self.scorer is not None:
-                full = np.zeros((self.num_envs, *frames.shape[2:]), np.uint8)
+            full = np.zeros((self.num_envs, *frames.shape[2:]), np.uint8)
+            for t in range(frames.shape[1]):
                 full[index] = frames[:, t]
                 self.scorer.observe(self.scorer.encode(full), rows=rows)
-        self.codes = codes
         self.steps[rows] = 0
 
     def _decode(self) -> None:
-        with torch.no_grad():
-            self.frames = self.tokenizer.decode(self.codes[:, None])[:, 0].cpu().numpy()
+        self.frames = self.backend.frames()
 
     def _obs(self) -> np.ndarray:
-        return self.frames.copy() if self.obs_type == "pixels" else self.codes.cpu().numpy()
+        return self.frames.copy() if self.obs_type == "pixels" else self.backend.codes()
 
 
 class WorldModelEnv(gym.Env):

@@ -5,7 +5,8 @@
 (JSON, see :func:`space_to_dict`) and the longest episode (the simulator's
 default horizon). :class:`~worldrl.envs.simulator.WorldModelVectorEnv`
 copies the action space from it, and ``worldrl evaluate`` the real env's
-arguments.
+arguments. A DreamerV3 run folder (``worldrl train-agent --agent dreamerv3``)
+needs no such file: :func:`read_spec` reads the env from its ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -67,8 +68,24 @@ def write_spec(video_model_dir: str | Path, data_folders: Sequence[str | Path]) 
     return spec
 
 
+def agent_run(path: str | Path) -> Path | None:
+    """The run folder when ``path`` is a ``train-agent`` run (the folder, or its ``agent.pt``), else None."""
+    path = Path(path)
+    folder = path.parent if path.is_file() and path.suffix == ".pt" else path
+    return folder if (folder / "config.yaml").is_file() and (folder / "agent.pt").is_file() else None
+
+
 def read_spec(video_model_dir: str | Path) -> dict[str, Any]:
-    """The folder's ``simulator.json``, or an empty dict when it has none."""
+    """The folder's ``simulator.json``, or an empty dict when it has none; for a ``train-agent`` run (the
+    DreamerV3 backend) the env id and arguments of its ``config.yaml``, and its ``max_episode_steps`` as the
+    horizon (the action space comes from the agent's weights, see :mod:`worldrl.envs.simulator_backends`)."""
+    run = agent_run(video_model_dir)
+    if run is not None:
+        from worldrl.config import load_yaml
+
+        env = load_yaml(run / "config.yaml").get("env") or {}
+        kwargs = dict(env.get("kwargs") or {})
+        return {"env_id": env.get("id"), "env_kwargs": kwargs, "horizon": kwargs.get("max_episode_steps")}
     path = Path(video_model_dir) / SPEC_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 

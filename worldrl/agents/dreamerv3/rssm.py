@@ -65,8 +65,11 @@ class RSSM(nn.Module):
     def _logits(self, x: Tensor) -> Tensor:
         return x.float().unflatten(-1, (self.stoch_dim, self.classes))
 
-    def _sample(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
-        return OneHotCategorical(logits, self.unimix).sample(generator)
+    def _sample(self, logits: Tensor, generator: torch.Generator | None, temperature: float = 1.0) -> Tensor:
+        """A one-hot latent: sampled (logits divided by ``temperature``), or the mode at ``temperature=0``."""
+        if temperature == 0:
+            return OneHotCategorical(logits, self.unimix).mode()
+        return OneHotCategorical(logits if temperature == 1 else logits / temperature, self.unimix).sample(generator)
 
     def _gru(self, x: Tensor, deter: Tensor) -> Tensor:
         reset, cand, update = self.gru_norm(self.gru(torch.cat([x, deter], -1))).chunk(3, -1)
@@ -74,16 +77,18 @@ class RSSM(nn.Module):
         update = torch.sigmoid(update - 1)
         return update * cand + (1 - update) * deter
 
-    def img_step(self, state: State, action: Tensor, generator: torch.Generator | None = None) -> State:
-        """Prior state after ``action`` (continuous actions are scaled into ``[-1, 1]``, without gradient)."""
+    def img_step(self, state: State, action: Tensor, generator: torch.Generator | None = None,
+                 temperature: float = 1.0) -> State:
+        """Prior state after ``action`` (continuous actions are scaled into ``[-1, 1]``, without gradient);
+        ``temperature`` as in :meth:`_sample` (the learned simulator's option)."""
         action = action / action.detach().abs().clamp_min(1.0)
         x = self.img_in(torch.cat([state["stoch"].flatten(-2).to(action.dtype), action], -1))
         deter = self._gru(x, state["deter"])
         logits = self._logits(self.img_logits(self.img_out(deter)))
-        return {"deter": deter, "stoch": self._sample(logits, generator), "logits": logits}
+        return {"deter": deter, "stoch": self._sample(logits, generator, temperature), "logits": logits}
 
     def obs_step(self, state: State, action: Tensor, embed_proj: Tensor, is_first: Tensor,
-                 generator: torch.Generator | None = None) -> tuple[State, State]:
+                 generator: torch.Generator | None = None, temperature: float = 1.0) -> tuple[State, State]:
         """(posterior, prior) for one step; rows with ``is_first`` restart from :meth:`initial` with a zero action.
 
         ``embed_proj`` is :meth:`project_embed` of the encoder's output.
@@ -92,10 +97,10 @@ class RSSM(nn.Module):
         init = self.initial(len(is_first))
         state = {key: value * self._expand(keep, value) + init[key] * self._expand(1 - keep, value)
                  for key, value in state.items()}
-        prior = self.img_step(state, action * keep, generator)
+        prior = self.img_step(state, action * keep, generator, temperature)
         x = F.silu(self.obs_norm(self.obs_deter(prior["deter"]) + embed_proj))
         logits = self._logits(self.obs_logits(x))
-        return {"deter": prior["deter"], "stoch": self._sample(logits, generator), "logits": logits}, prior
+        return {"deter": prior["deter"], "stoch": self._sample(logits, generator, temperature), "logits": logits}, prior
 
     @staticmethod
     def _expand(mask: Tensor, value: Tensor) -> Tensor:
