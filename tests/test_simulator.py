@@ -1,3 +1,4 @@
+import io
 import json
 
 import gymnasium as gym
@@ -5,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from test_train_video_model import one_thread, save_tokenizer, tiny  # noqa: F401  (one_thread: autouse)
 
@@ -16,6 +18,7 @@ from worldrl.models.predictors import load_video_model
 from worldrl.models.reward_heads import load_heads
 from worldrl.models.tokenizers import load_tokenizer
 from worldrl.training import train_video_model
+from worldrl.training.agent import AgentTrainer, train_agent
 
 SIM = "worldrl/sim-v0"
 REAL = "worldrl/dmc-cartpole_balance-v0"
@@ -237,3 +240,81 @@ def test_sb3_ppo_trains_inside_the_simulator_on_the_reward_head(sim):
     monitor = agent.get_env().envs[0]
     assert monitor.get_episode_lengths() == [5] * 6  # truncated at the horizon, then reset
     assert len(env.reset_obs) == 7 and all((obs[None] == starts).all(axis=(1, 2, 3)).any() for obs in env.reset_obs)
+
+
+def test_state_dict_round_trip_continues_exactly_with_sampling(sim, viper_model_dir):
+    """A saved env (through a weights_only checkpoint) loaded into another one steps as the original: frames,
+    rewards (head and VIPER), terminations, autoresets, at temperature 1."""
+    make = lambda seed: WorldModelVectorEnv(3, horizon=3, reward="head+viper", viper_model=str(viper_model_dir),  # noqa: E731
+                                            seed=seed, temperature=1.0, **sim)
+    actions = np.random.default_rng(0).uniform(-1, 1, (9, 3, 1)).astype(np.float32)
+    original = make(0)
+    original.reset(seed=[3, 4, 5])
+    for action in actions[:2]:
+        original.step(action)
+    buffer = io.BytesIO()
+    torch.save(original.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+
+    def rollout(env):
+        return [env.step(action) for action in actions[2:]]
+
+    expected = rollout(original)
+    loaded = make(1)
+    loaded.reset(seed=7)
+    loaded.load_state_dict(state)
+    original.load_state_dict(state)  # the state is not aliased: loading it twice repeats
+    for got in (rollout(loaded), rollout(original)):
+        for (obs, reward, terminated, truncated, info), (obs0, reward0, terminated0, truncated0, info0) in zip(
+                got, expected):
+            assert np.array_equal(obs, obs0) and np.array_equal(reward, reward0)
+            assert np.array_equal(terminated, terminated0) and np.array_equal(truncated, truncated0)
+            np.testing.assert_array_equal(info["viper_logp"], info0["viper_logp"])
+    assert any(step[3].any() for step in expected)  # the rows truncated and restarted inside the window
+    other = make(1)
+    other.reset(seed=[3, 4, 5])
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(rollout(other), expected))  # sampling matters
+    with pytest.raises(ValueError, match="saved state is of 3 rows"):
+        WorldModelVectorEnv(2, **sim).load_state_dict(state)
+
+
+def sim_agent_config(sim, steps: int) -> dict:
+    """DrQ in three batched simulator envs with 4-step episodes (resets inside the run), learning after 9 steps."""
+    return {
+        "agent": {"type": "drq", "batch_size": 4, "encoder_channels": [8], "feature_dim": 8, "hidden": 16,
+                  "frame_stack": 2},
+        "env": {"id": SIM, "kwargs": {**sim, "horizon": 4}},
+        "train": {"steps": steps, "num_envs": 3, "random_steps": 9, "replay_capacity": 60, "eval_episodes": 1,
+                  "eval_every": 1000, "checkpoint_every": 1000, "log_every": 9},
+    }
+
+
+def test_train_agent_steps_all_simulator_envs_in_one_model_call(sim, tmp_path):
+    trainer = AgentTrainer(sim_agent_config(sim, 12), tmp_path / "run", device="cpu", progress=False)
+    assert isinstance(trainer.envs, WorldModelVectorEnv) and trainer.envs.num_envs == 3
+    assert trainer.envs.autoreset_mode == AutoresetMode.DISABLED
+    calls = []
+    model = trainer.envs.model
+    original = model.sample_step
+    model.sample_step = lambda state, *args, **kwargs: (calls.append(state.batch), original(state, *args, **kwargs))[1]
+    assert trainer.train()["step"] == 12
+    assert calls == [3] * 4  # one call of all three rows per env step
+    assert trainer.episodes.tolist() == [1, 1, 1]  # truncated at the horizon of 4 and reset by the trainer
+
+
+def test_resumed_simulator_run_equals_uninterrupted_run(sim, tmp_path, same_state):
+    """15 steps (mid-episode), then 12 more from the checkpoint's env state == 27 at once, with sampling."""
+    whole = train_agent(sim_agent_config(sim, 27), tmp_path / "whole", device="cpu", progress=False)
+    first = train_agent(sim_agent_config(sim, 15), tmp_path / "split", device="cpu", progress=False)
+    assert first["step"] == 15 and first["updates"] > 0
+    checkpoint = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["env_state"]["env"]["steps"].tolist() == [1, 1, 1] and not any(map(len, checkpoint["histories"]))
+    split = train_agent(sim_agent_config(sim, 27), tmp_path / "split", device="cpu", progress=False)
+    assert whole == split
+    checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split")]
+    for key in ("agent", "episodes", "returns", "agent_state", "env_state"):
+        same_state(checkpoints[0][key], checkpoints[1][key])
+    replays = [np.load(tmp_path / run / "replay_27.npz") for run in ("whole", "split")]
+    for key in replays[0].files:
+        np.testing.assert_array_equal(replays[0][key], replays[1][key], err_msg=key)

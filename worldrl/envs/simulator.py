@@ -45,6 +45,14 @@ env (one row). Both are registered as ``worldrl/sim-v0``::
   single env with that row's seed (DreamerV3 frames up to a rounding step:
   batched float sums differ in the last bits); with sampling, the rows share
   one generator (reproducible, but not the single env's draws).
+- **Subsets and saved state**: ``reset(seed=[s_0, ..., s_N-1], options={"reset_mask": mask})`` restarts only
+  the masked rows (row ``i`` from seed ``s_i``; ``None`` leaves a row's start-frame RNG as it is; the first
+  given seed reseeds the shared generator), the others keep going; ``autoreset_mode="disabled"`` leaves
+  finished rows to such resets (as ``train-agent`` does). As rows share one generator, replaying a row's
+  actions does not bring back its frames: :meth:`WorldModelVectorEnv.state_dict` holds everything that
+  decides the future instead (the backend's per-row model state, the current frames, step counters, the
+  generator's and the start-frame RNGs' states, VIPER's context), as CPU tensors and plain Python values
+  (``weights_only`` checkpoints); after ``load_state_dict`` the env steps exactly as the saved one would.
 """
 
 from __future__ import annotations
@@ -61,7 +69,14 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from worldrl.envs.simulator_backends import SimulatorBackend, load_backend
+from worldrl.envs.simulator_backends import (
+    SimulatorBackend,
+    load_backend,
+    load_stream_state,
+    restored,
+    saved,
+    stream_state_dict,
+)
 from worldrl.wrappers.viper import one_hot_actions
 
 REWARDS = ("head", "viper", "head+viper")
@@ -219,7 +234,12 @@ class WorldModelVectorEnv(VectorEnv):
 
     # Gymnasium API --------------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
-        """Start new episodes in every row (or the rows of ``options["reset_mask"]``); see the module docstring."""
+        """Start new episodes in every row, or only in the rows of ``options["reset_mask"]`` (bool ``[N]``).
+
+        ``seed``: an int (row ``i`` gets ``seed + i``) or one seed per row (``None``: that row's start-frame RNG
+        goes on); seeding also reseeds the shared sampling generator with the first seed of a reset row. Returns
+        every row's observation (the unreset rows' current ones).
+        """
         mask = np.ones(self.num_envs, bool) if not options or "reset_mask" not in options else np.asarray(
             options["reset_mask"], bool)
         if mask.shape != (self.num_envs,):
@@ -273,6 +293,45 @@ class WorldModelVectorEnv(VectorEnv):
         if self.frames is None:
             self._decode()
         return self.frames
+
+    # Saved state ----------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the env's future, as CPU tensors and plain Python values (see the module
+        docstring): the backend's rows, the current frames, step counters and done flags, the sampling generator
+        and the start-frame RNGs, and VIPER's context and statistics."""
+        state = {
+            "num_envs": self.num_envs,
+            "backend": self.backend.state_dict(),
+            "frames": None if self.frames is None else torch.from_numpy(self.frames.copy()),
+            "steps": torch.from_numpy(self.steps.copy()),
+            "done": torch.from_numpy(self.done.copy()),
+            "generator": self.generator.get_state(),
+            "rngs": [rng.bit_generator.state for rng in self.rngs],
+            "scorer": None,
+        }
+        if self.scorer is not None:
+            state["scorer"] = {"stream": stream_state_dict(self.scorer.state), "history": saved(self.scorer.history),
+                               **self.scorer.state_dict()}
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (of an env made with the same arguments)."""
+        if state["num_envs"] != self.num_envs or (state["scorer"] is None) != (self.scorer is None):
+            raise ValueError(f"the saved state is of {state['num_envs']} rows{'' if state['scorer'] else ' without'} "
+                             f"VIPER; this env has {self.num_envs}{'' if self.scorer else ' without'}")
+        self.backend.load_state_dict(state["backend"])
+        self.frames = None if state["frames"] is None else state["frames"].numpy().copy()
+        self.steps = state["steps"].numpy().copy()
+        self.done = state["done"].numpy().copy()
+        self.generator.set_state(state["generator"].clone())
+        self.rngs = []
+        for saved_rng in state["rngs"]:
+            self.rngs.append(np.random.default_rng())
+            self.rngs[-1].bit_generator.state = saved_rng
+        if self.scorer is not None:
+            load_stream_state(self.scorer.state, state["scorer"]["stream"])
+            self.scorer.history = restored(state["scorer"]["history"], self.device)
+            self.scorer.load_state_dict(state["scorer"])
 
     # Internals ------------------------------------------------------------------------------------------------------
     def _model_actions(self, actions: Any) -> torch.Tensor:

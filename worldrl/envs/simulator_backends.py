@@ -8,7 +8,10 @@ A backend holds the state of ``N`` rows and implements :class:`SimulatorBackend`
 - ``step(actions)``: one imagined step of every row from ``float [N, A]`` actions; returns the predicted reward
   and continue probability ``float64 [N]`` (None where the model has no such head);
 - ``frames()``: the current frames ``uint8 [N, H, W, C]`` (decoded on demand: the env decodes once per step,
-  after restarting finished rows); ``codes()``: the tokenizer codes ``int64 [N, h, w]`` where there are any.
+  after restarting finished rows); ``codes()``: the tokenizer codes ``int64 [N, h, w]`` where there are any;
+- ``state_dict()`` / ``load_state_dict(state)``: the rows' model state (caches, latents, current codes) as CPU
+  tensors, so that a saved simulator continues exactly (:meth:`WorldModelVectorEnv.state_dict
+  <worldrl.envs.simulator.WorldModelVectorEnv.state_dict>`).
 
 Backends: :class:`VideoModelBackend` (any action-conditioned :class:`~worldrl.models.predictors.VideoModel`
 folder: VideoGPT, MaskGIT, TECO) and :class:`DreamerBackend` (the world model of a ``worldrl train-agent
@@ -46,6 +49,54 @@ class SimulatorBackend(Protocol):
     def frames(self) -> np.ndarray: ...
 
     def codes(self) -> np.ndarray: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+def saved(value: Any) -> Any:
+    """A CPU copy of the tensors in nested dicts/lists (what a ``weights_only`` checkpoint holds)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, Mapping):
+        return {key: saved(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [saved(item) for item in value]
+    return value
+
+
+def restored(value: Any, device: torch.device) -> Any:
+    """The inverse of :func:`saved`: copies of the tensors on ``device`` (never aliasing the saved state)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, copy=True)
+    if isinstance(value, Mapping):
+        return {key: restored(item, device) for key, item in value.items()}
+    if isinstance(value, list):
+        return [restored(item, device) for item in value]
+    return value
+
+
+def stream_state_dict(state: Any) -> dict[str, Any]:
+    """A video model's :class:`~worldrl.models.predictors.base.StreamState` (its frame cache: keys, values, slot
+    times and data, latest features; each row's time) as CPU tensors."""
+    cache = state.cache
+    return saved({"time": state.time, "slot_time": cache.slot_time, "keys": cache.keys, "values": cache.values,
+                  "slot_data": cache.slot_data, "features": cache.features})
+
+
+def load_stream_state(state: Any, data: Mapping[str, Any]) -> None:
+    """Put :func:`stream_state_dict`'s ``data`` back into ``state`` (in place); an error if the batch or cache
+    size differs."""
+    cache, device = state.cache, state.time.device
+    if tuple(data["slot_time"].shape) != tuple(cache.slot_time.shape):
+        raise ValueError(f"the saved stream state has cache slots {tuple(data['slot_time'].shape)}, this model "
+                         f"{tuple(cache.slot_time.shape)} ([rows, frames])")
+    state.time = restored(data["time"], device)
+    cache.slot_time = restored(data["slot_time"], device)
+    cache.keys, cache.values = restored(data["keys"], device), restored(data["values"], device)
+    cache.slot_data = restored(data["slot_data"], device)
+    cache.features = restored(data["features"], device)
 
 
 def resolve_action_space(given: spaces.Space | Mapping[str, Any] | None, spec: Mapping[str, Any], where: Any,
@@ -140,6 +191,14 @@ class VideoModelBackend:
     def codes(self) -> np.ndarray:
         return self.current.cpu().numpy()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The stream state (KV cache, row times) and the current codes, as CPU tensors."""
+        return {"stream": stream_state_dict(self.state), "current": saved(self.current)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        load_stream_state(self.state, state["stream"])
+        self.current = restored(state["current"], self.device)
+
 
 class DreamerBackend:
     """The world model of a DreamerV3 run: the RSSM posterior over the burn-in frames, then the prior per action.
@@ -221,6 +280,16 @@ class DreamerBackend:
 
     def codes(self) -> np.ndarray:
         raise ValueError("a DreamerV3 world model has no tokenizer codes")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rows' RSSM latents, as CPU tensors."""
+        return {"latents": saved(self.state)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        latents = state["latents"]
+        if set(latents) != set(self.state) or any(latents[k].shape != self.state[k].shape for k in latents):
+            raise ValueError("the saved RSSM latents do not fit this model and number of rows")
+        self.state = restored(latents, self.device)
 
 
 def load_dreamer_world_model(path: str | Path, device: torch.device) -> tuple[Any, bool]:

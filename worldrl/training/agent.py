@@ -3,9 +3,16 @@
 A run is described by a config with three sections: ``agent`` (``type`` and
 the agent's settings, e.g. :class:`~worldrl.agents.drq.DrQConfig`), ``env``
 (:class:`EnvConfig`: id, reward, env arguments) and ``train``
-(:class:`AgentTrainConfig`). ``train.num_envs`` envs step in lockstep in a
-``SyncVectorEnv`` with autoreset off: the trainer resets each finished env
-itself, with a seed derived from ``(train.seed, env, episode)``. Every step
+(:class:`AgentTrainConfig`). ``train.num_envs`` envs step in lockstep with
+autoreset off: the trainer resets each finished env itself (a masked
+``reset(seed=[...], options={"reset_mask": done})``), with a seed derived from
+``(train.seed, env, episode)``. An env whose spec has a ``vector_entry_point``
+and whose vector env saves its state (``state_dict`` / ``load_state_dict``,
+as the learned simulator ``worldrl/sim-v0``'s
+:class:`~worldrl.envs.simulator.WorldModelVectorEnv`: one model call steps
+every env) runs natively batched; any other env (and one with ``reward: viper``
+or ``max_episode_steps``, which wrap single envs) runs as single envs in a
+``SyncVectorEnv``. Every step
 goes into a :class:`~worldrl.data.ReplayBuffer`; after ``train.random_steps``
 env steps of uniform random actions the agent makes ``train.update_ratio``
 updates per env step, or, with ``train.train_ratio`` set, as many as replay
@@ -23,7 +30,7 @@ replayed clips next to the real frames.
 Layout of the run folder::
 
     config.yaml         the resolved config
-    checkpoint.pt       agent (weights, optimizers), counters, RNG states, env replay log (weights_only)
+    checkpoint.pt       agent (weights, optimizers), counters, RNG states, env replay log or env state (weights_only)
     replay_<step>.npz   the replay buffer of that checkpoint (written before checkpoint.pt names it)
     agent.pt            the agent alone (``worldrl evaluate`` reads it with config.yaml)
     tb/                 TensorBoard: losses, returns, policy/env/training speed, train ratio, open-loop videos
@@ -31,8 +38,14 @@ Layout of the run folder::
 Exact resume. Env states cannot be saved in general, but worldrl envs are
 deterministic given the reset seed and the actions, so the checkpoint keeps
 each env's actions since its last reset, and resuming replays them (at most
-one episode per env). With the agent, optimizers, replay (including its
-sampling RNG), the torch/numpy/Python RNG states, the counters and the
+one episode per env). A batched env that saves its state is saved instead
+(``env_state`` in the checkpoint: the env's ``state_dict()`` with the
+current observations): the simulator's rows share one sampling generator, so
+replaying one row's actions would not bring its frames back, while its state
+(model caches or latents, frames, counters, generator and start-frame RNG
+states) does. A run checkpointed without an env state resumes as it ran, in a
+``SyncVectorEnv``, by replay. With the agent, optimizers, replay (including
+its sampling RNG), the torch/numpy/Python RNG states, the counters and the
 agent's acting state (DreamerV3's per-env latents) restored, a run killed at
 any point (SIGKILL included) and started again with the same command
 continues exactly as if it had never stopped. Evaluation and videos draw
@@ -51,6 +64,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from tqdm import tqdm
 
@@ -142,6 +156,26 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Envs ---------------------------------------------------------------------------------------------------------------
+def stateful_vector_env(env: EnvConfig) -> bool:
+    """Whether ``env`` runs as its own batched vector env that saves its state: a ``vector_entry_point`` class
+    with ``state_dict`` and ``load_state_dict``, made without single-env wrappers (VIPER, ``max_episode_steps``)."""
+    spec = gym.registry.get(env.id)
+    if spec is None or spec.vector_entry_point is None or env.reward != "task" or "max_episode_steps" in env.kwargs:
+        return False
+    entry = spec.vector_entry_point
+    creator = entry if callable(entry) else load_env_creator(entry)
+    return hasattr(creator, "state_dict") and hasattr(creator, "load_state_dict")
+
+
+def make_train_envs(env: EnvConfig, num_envs: int, device: torch.device, batched: bool) -> gym.vector.VectorEnv:
+    """``num_envs`` training envs with autoreset off: the env's batched vector env (``batched``; see
+    :func:`stateful_vector_env`) or a ``SyncVectorEnv`` of single envs."""
+    if batched:
+        return gym.make_vec(env.id, num_envs, vectorization_mode="vector_entry_point",
+                            **{**env.kwargs, "autoreset_mode": AutoresetMode.DISABLED})
+    return SyncVectorEnv([env_factory(env, device)] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+
+
 def env_factory(env: EnvConfig, device: torch.device) -> Callable[[], gym.Env]:
     """A function making one env of ``env`` (VIPER-wrapped for ``reward: viper``, on ``device``)."""
     kwargs = dict(env.kwargs)
@@ -284,7 +318,9 @@ class AgentTrainer(RunTrainer):
 
         seed_everything(cfg.seed)
         make_env = env_factory(self.env_config, self.device)
-        self.envs = SyncVectorEnv([make_env] * cfg.num_envs, autoreset_mode=AutoresetMode.DISABLED)
+        self.batched = stateful_vector_env(self.env_config) and (checkpoint is None or
+                                                                 checkpoint.get("env_state") is not None)
+        self.envs = make_train_envs(self.env_config, cfg.num_envs, self.device, self.batched)
         self.eval_env = make_env() if cfg.eval_episodes else None
         agent = dict(self.config["agent"])
         self.agent, self.action_space = build_env_agent(agent.pop("type"), agent, self.envs, self.device)
@@ -303,6 +339,7 @@ class AgentTrainer(RunTrainer):
         self.update_debt = 0.0
         self.act_time = 0.0
         self.agent_state: Any = None
+        self.env_state: dict[str, Any] | None = None
         self.last_eval: dict[str, float] = {}
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -327,7 +364,13 @@ class AgentTrainer(RunTrainer):
         return int(sequence.generate_state(1)[0])
 
     def _start_envs(self, resumed: bool) -> None:
-        """Reset every env with its episode seed; on resume, replay each env's logged actions since that reset."""
+        """Reset every env with its episode seed; on resume, load the saved env state, or replay each env's logged
+        actions since that reset."""
+        if resumed and self.batched:
+            self.envs.load_state_dict(self.env_state["env"])
+            self.obs, self.is_first = self.env_state["obs"].copy(), self.env_state["is_first"].copy()
+            self.env_state = None
+            return
         seeds = [self._episode_seed(env) for env in range(self.envs.num_envs)]
         obs, _ = self.envs.reset(seed=seeds)
         self.obs = np.array(obs)
@@ -361,8 +404,9 @@ class AgentTrainer(RunTrainer):
         done = terminated | truncated
         self.replay.add(self._row(obs, action, reward, np.zeros(num_envs, bool), terminated, done))
         self.returns += [reward, info.get("task_reward", reward)]
-        for env in range(num_envs):
-            self.histories[env].append(action[env].astype(np.float32))
+        if not self.batched:
+            for env in range(num_envs):
+                self.histories[env].append(action[env].astype(np.float32))
         self.obs, self.is_first = np.array(obs), np.zeros(num_envs, bool)
         self.step += num_envs
         finished = {"return": self.returns[0][done].tolist(), "task_return": self.returns[1][done].tolist()}
@@ -398,8 +442,14 @@ class AgentTrainer(RunTrainer):
             "returns": torch.from_numpy(self.returns.copy()),
             "update_debt": self.update_debt,
             "agent_state": tensor_tree(self.agent_state),
-            "scorers": [[s.state_dict() for s in viper_scorers(env)] for env in self.envs.envs],
+            "env_state": tensor_tree({"env": self.envs.state_dict(), "obs": self.obs, "is_first": self.is_first})
+            if self.batched else None,
+            "scorers": [[s.state_dict() for s in viper_scorers(env)] for env in self._single_envs()],
         }
+
+    def _single_envs(self) -> list[gym.Env]:
+        """The single envs of a ``SyncVectorEnv`` (none for a batched env, whose state holds everything)."""
+        return [] if self.batched else list(self.envs.envs)
 
     def export(self) -> None:
         """``agent.pt``, and the replay files of older checkpoints removed (the new checkpoint names its own)."""
@@ -420,12 +470,15 @@ class AgentTrainer(RunTrainer):
         self.returns = checkpoint["returns"].numpy().copy()
         self.update_debt = float(checkpoint["update_debt"])
         self.agent_state = numpy_tree(checkpoint["agent_state"])
+        if self.batched:
+            self.env_state = {**checkpoint["env_state"], "obs": checkpoint["env_state"]["obs"].numpy(),
+                              "is_first": checkpoint["env_state"]["is_first"].numpy()}
         self._restore_rng(checkpoint["rng"])
         self._scorer_states = checkpoint["scorers"]
 
     def _restore_scorers(self) -> None:
         """After the replay of logged actions: the VIPER scorers' statistics as they were saved."""
-        for env, states in zip(self.envs.envs, getattr(self, "_scorer_states", [])):
+        for env, states in zip(self._single_envs(), getattr(self, "_scorer_states", [])):
             for scorer, state in zip(viper_scorers(env), states):
                 scorer.load_state_dict(state)
 
