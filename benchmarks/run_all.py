@@ -167,7 +167,8 @@ def teco_rows(data: dict) -> list[Row]:
 
 def simulator_rows(data: dict) -> list[Row]:
     target = data["targets"]["imagined_over_real_at_batch_64"]
-    return [(f"{r['preset']} batch {r['batch']} {r['obs_type']} {r['precision']}: imagined steps/s (x real env)",
+    return [(f"{r.get('backend', 'videogpt')} {r['preset']} batch {r['batch']} {r['obs_type']} {r['precision']}: "
+             "imagined steps/s (x real env)",
              f"{_f(r['steps_per_s'])} ({r['over_real']:.2f}x)", f">= {target}x at batch 64" if r["batch"] == 64
              else "-") for r in data["speed"]]
 

@@ -1,16 +1,32 @@
 """The learned simulator (``worldrl/sim-v0``): imagined steps/s against the real pixel env, and open-loop fidelity.
 
 1. **Speed.** :class:`~worldrl.envs.simulator.WorldModelVectorEnv` at batch
-   1, 16 and 64 with random weights (speed does not depend on them), for two
-   model sizes: ``dmc``, the VideoGPT of ``configs/video/dmc.yaml``
-   (single-task, ``action_dim`` 1) on the DMC VQ-GAN preset, and ``cpu``, the
-   small CPU presets; observations ``pixels`` (one tokenizer decode per step)
-   and ``codes``; fp32, then bf16 (``torch.autocast`` around ``step``: the env
-   has no precision setting of its own). Rows burn in ``context`` real frames
-   at reset (not timed); the termination head is off and the horizon long, so
-   only imagined steps are timed. The reference is the real
-   ``worldrl/dmc-cartpole_balance-v0`` at 64x64 stepped with random actions
-   in the same run. Target: >= 10x its steps/s at batch 64.
+   1, 16 and 64 with random weights (speed does not depend on them), for three
+   backends at two model sizes each:
+
+   - ``videogpt``: ``dmc``, the VideoGPT of ``configs/video/dmc.yaml``
+     (single-task, ``action_dim`` 1) on the DMC VQ-GAN preset, and ``cpu``, the
+     small CPU presets; it samples the 64 codes of a frame one by one;
+   - ``maskgit``: the same sizes with ``model.type: maskgit`` (MaskGIT within a
+     frame, autoregressive over frames), at its default ``sample_steps`` of 8
+     decoding passes per frame (no revise rounds);
+   - ``dreamerv3``: the world model of a DreamerV3 ``train-agent`` run folder
+     written here without training (config and ``agent.pt`` of a freshly
+     built agent, 64x64 images, one action): ``dmc``, ``configs/agents/dreamerv3.yaml``
+     (Table E.3, DMC), and ``cpu``, ``configs/agents/dreamerv3_cpu.yaml``; one
+     RSSM prior step and one decoder pass per step.
+
+   Observations ``pixels`` (one tokenizer decode per step, or the DreamerV3
+   decoder) and, for the video models, ``codes``; fp32, then bf16
+   (``torch.autocast`` around ``step``: the env has no precision setting of its
+   own). Rows burn in real frames at reset (the backend's default: ``context``
+   for video models, 5 for DreamerV3; not timed, and run under bf16 autocast:
+   MaskGIT scores each burn-in frame with its 8-pass likelihood estimate, about
+   3 minutes at batch 64 in fp32 for the ``dmc`` size); the termination head is off
+   and the horizon long, so only imagined steps are timed. The reference is the
+   real ``worldrl/dmc-cartpole_balance-v0`` at 64x64 stepped with random
+   actions in the same run. Target: >= 10x its steps/s at batch 64; ``targets``
+   holds the best batch-64 row of each backend and size.
 2. **Open-loop fidelity.** An action-conditioned VideoGPT (the CPU preset with
    ``model.action_dim=1``, reward and continue heads) is trained briefly on
    cartpole_balance episodes (the SAC expert episodes under
@@ -23,7 +39,9 @@
    1-50, at temperature 1 (the simulator's default) and 0 (greedy). Two
    references bound them: the tokenizer's reconstruction of the real frames
    (the best a simulator on these codes can do) and the last burn-in frame
-   held still.
+   held still. ``--skip-fidelity`` measures only the speed table and keeps the
+   ``fidelity`` entry of an existing output JSON (``fidelity_kept`` says from
+   which run).
 3. **Policy in the simulator against the real env**: not run (it needs agent
    runs of hours on this CPU); the JSON says so.
 
@@ -60,6 +78,10 @@ TOKENIZERS = (ROOT / "runs" / "bench_tokenizer_quality" / "default" / "cartpole_
 CODE_CACHE = ROOT / "runs" / "bench_video_model_quality" / "codes"
 PRESETS = {"dmc": ("configs/video/dmc.yaml", "configs/tokenizer/dmc.yaml"),
            "cpu": ("configs/video/cpu.yaml", "configs/tokenizer/cpu.yaml")}
+AGENT_PRESETS = {"dmc": "configs/agents/dreamerv3.yaml", "cpu": "configs/agents/dreamerv3_cpu.yaml"}
+BACKENDS = ("videogpt", "maskgit", "dreamerv3")
+VIDEO_BACKENDS = ("videogpt", "maskgit")
+FRAME_SHAPE = (64, 64, 3)
 SPEEDUP_TARGET = 10.0
 VAL_FRACTION = 0.2
 NEVER = 10**9
@@ -67,6 +89,7 @@ NEVER = 10**9
 
 @dataclass(frozen=True)
 class Budget:
+    backends: tuple[str, ...]
     presets: tuple[str, ...]
     batches: tuple[int, ...]
     min_seconds: float
@@ -81,10 +104,10 @@ class Budget:
 
 
 MODES = {
-    "default": Budget(presets=("dmc", "cpu"), batches=(1, 16, 64), min_seconds=4.0, real_steps=300,
-                      tokenizer_steps=300, video_steps=300, batch_size=16, windows_per_episode=4),
-    "quick": Budget(presets=("cpu",), batches=(1, 16), min_seconds=0.5, real_steps=50, tokenizer_steps=20,
-                    video_steps=10, batch_size=8, windows_per_episode=2),
+    "default": Budget(backends=BACKENDS, presets=("dmc", "cpu"), batches=(1, 16, 64), min_seconds=4.0,
+                      real_steps=300, tokenizer_steps=300, video_steps=300, batch_size=16, windows_per_episode=4),
+    "quick": Budget(backends=BACKENDS, presets=("cpu",), batches=(1, 16), min_seconds=0.5, real_steps=50,
+                    tokenizer_steps=20, video_steps=10, batch_size=8, windows_per_episode=2),
 }
 
 
@@ -112,21 +135,42 @@ def real_speed(steps: int) -> dict[str, Any]:
     return {"env_id": REAL, "size": 64, "steps": steps, "steps_per_s": round(steps / seconds, 1)}
 
 
-def random_simulator(preset: str, folder: Path, start_frames: Path) -> dict[str, Any]:
-    """A simulator folder with random weights at ``preset``'s sizes (video model, tokenizer, heads, spec)."""
+def random_simulator(preset: str, folder: Path, start_frames: Path, kind: str = "videogpt") -> dict[str, Any]:
+    """A simulator folder with random weights at ``preset``'s sizes (video model of type ``kind``, tokenizer,
+    heads, spec); returns the model's config (defaults filled in)."""
+    from worldrl.config import to_dict
     from worldrl.envs.simulator_spec import write_spec
     from worldrl.models.predictors import build_video_model
     from worldrl.models.reward_heads import HeadsConfig, RewardHeads
     from worldrl.models.tokenizers import build_tokenizer
 
     video, tokenizer = (load_yaml(ROOT / path)["model"] for path in PRESETS[preset])
-    config = {**video, "num_tasks": 0, "action_dim": 1}
+    config = {**video, "type": kind, "num_tasks": 0, "action_dim": 1}
     torch.manual_seed(0)
     model = build_video_model(config)
     model.save(folder, build_tokenizer(tokenizer))
     RewardHeads(HeadsConfig(reward=True, cont=True, feature_dim=model.feature_dim)).save(folder)
     write_spec(folder, [start_frames])
-    return config
+    return {"type": kind, **to_dict(model.config)}
+
+
+def random_dreamer(preset: str, folder: Path) -> dict[str, Any]:
+    """A DreamerV3 ``train-agent`` run folder with random weights at ``preset``'s sizes, without training: the
+    ``config.yaml`` of the preset on the real env (64x64) and the ``agent.pt`` of a freshly built agent (one
+    continuous action); returns its world model's config."""
+    import yaml
+
+    from worldrl.agents.dreamerv3 import DreamerV3, load_dreamerv3_config
+    from worldrl.config import to_dict
+
+    path = ROOT / AGENT_PRESETS[preset]
+    config = load_dreamerv3_config(path)
+    agent = DreamerV3(config, FRAME_SHAPE, 1, "cpu")
+    folder.mkdir(parents=True, exist_ok=True)
+    agent.save(folder / "agent.pt")
+    run_config = {**load_yaml(path), "env": {"id": REAL, "kwargs": {"size": FRAME_SHAPE[0]}}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(run_config, sort_keys=False))
+    return {"type": "dreamerv3", "preset": AGENT_PRESETS[preset], **to_dict(config.world_model)}
 
 
 def time_steps(envs, bf16: bool, min_seconds: float) -> tuple[int, float]:
@@ -142,31 +186,67 @@ def time_steps(envs, bf16: bool, min_seconds: float) -> tuple[int, float]:
     return steps, time.perf_counter() - start
 
 
-def sim_speed(budget: Budget, start_frames: Path, real_steps_per_s: float, say) -> list[dict[str, Any]]:
-    """Steps/s of every preset, batch, observation type and precision."""
+def sim_speed(budget: Budget, start_frames: Path, real_steps_per_s: float,
+              say) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Steps/s of every backend, preset, batch, observation type and precision; and each model's config."""
     from worldrl.envs.simulator import WorldModelVectorEnv
 
-    rows = []
-    for preset in budget.presets:
-        folder = RUNS / "random" / preset
-        shutil.rmtree(folder, ignore_errors=True)
-        random_simulator(preset, folder, start_frames)
-        for batch in budget.batches:
-            for obs_type in ("pixels", "codes"):
-                envs = WorldModelVectorEnv(batch, model=str(folder), start_frames=str(start_frames), obs_type=obs_type,
-                                           render_mode="rgb_array" if obs_type == "pixels" else None, terminate=False,
-                                           horizon=NEVER, device="cpu", seed=0)
-                envs.reset(seed=0)
-                for bf16 in (False, True):
-                    steps, seconds = time_steps(envs, bf16, budget.min_seconds)
-                    rate = batch * steps / seconds
-                    rows.append({"preset": preset, "batch": batch, "obs_type": obs_type,
-                                 "precision": "bf16" if bf16 else "fp32", "timed_steps": steps,
-                                 "steps_per_s": round(rate, 1), "over_real": round(rate / real_steps_per_s, 3)})
-                    say(f"{preset:>3} batch {batch:>2} {obs_type:>6} {rows[-1]['precision']}: {rate:7.1f} steps/s "
-                        f"({rate / real_steps_per_s:.2f}x the real env)")
-                envs.close()
-    return rows
+    rows, models = [], {}
+    for backend in budget.backends:
+        for preset in budget.presets:
+            folder = RUNS / "random" / backend / preset
+            shutil.rmtree(folder, ignore_errors=True)
+            video = backend in VIDEO_BACKENDS
+            models[f"{backend}/{preset}"] = (random_simulator(preset, folder, start_frames, backend) if video
+                                             else random_dreamer(preset, folder))
+            for batch in budget.batches:
+                for obs_type in ("pixels", "codes") if video else ("pixels",):
+                    wall = time.perf_counter()
+                    envs = WorldModelVectorEnv(batch, model=str(folder), start_frames=str(start_frames),
+                                               obs_type=obs_type,
+                                               render_mode="rgb_array" if obs_type == "pixels" else None,
+                                               terminate=False, horizon=NEVER, device="cpu", seed=0)
+                    with torch.autocast("cpu", dtype=torch.bfloat16):  # not timed; bf16 shortens MaskGIT's burn-in
+                        envs.reset(seed=0)
+                    for bf16 in (False, True):
+                        steps, seconds = time_steps(envs, bf16, budget.min_seconds)
+                        rate = batch * steps / seconds
+                        rows.append({"backend": backend, "preset": preset, "batch": batch, "obs_type": obs_type,
+                                     "precision": "bf16" if bf16 else "fp32", "timed_steps": steps,
+                                     "steps_per_s": round(rate, 1), "over_real": round(rate / real_steps_per_s, 3)})
+                        say(f"{backend:>9} {preset:>3} batch {batch:>2} {obs_type:>6} {rows[-1]['precision']}: "
+                            f"{rate:7.1f} steps/s ({rate / real_steps_per_s:.2f}x the real env)")
+                    envs.close()
+                    say(f"  ({time.perf_counter() - wall:.0f} s with the reset)")
+    return rows, models
+
+
+def targets(speed: Sequence[dict[str, Any]], budget: Budget) -> dict[str, Any]:
+    """The best batch-64 row of each backend and size, and whether it (and any) meets the target."""
+    best = {}
+    for backend in budget.backends:
+        for preset in budget.presets:
+            rows = [row for row in speed if (row["backend"], row["preset"], row["batch"]) == (backend, preset, 64)]
+            if rows:
+                best[f"{backend}/{preset}"] = max(rows, key=lambda row: row["over_real"])
+    meets = {name: row["over_real"] >= SPEEDUP_TARGET for name, row in best.items()}
+    return {"imagined_over_real_at_batch_64": SPEEDUP_TARGET, "best_at_batch_64": best, "meets_target": meets,
+            "pass": None if not best else any(meets.values())}
+
+
+def kept_fidelity(out: Path) -> dict[str, Any]:
+    """The fidelity and policy entries of an existing output JSON (for ``--skip-fidelity``), with a note of the
+    run that measured them."""
+    if not out.is_file():
+        return {}
+    previous = json.loads(out.read_text())
+    if "fidelity" not in previous:
+        return {}
+    note = previous.get("fidelity_kept") or {
+        "note": "fidelity measured by an earlier run; this run (--skip-fidelity) measured only the speed table",
+        "date": previous.get("date"), "command": previous.get("command"), "machine": previous.get("machine")}
+    return {"fidelity": previous["fidelity"], "fidelity_kept": note,
+            **({"policy_transfer": previous["policy_transfer"]} if "policy_transfer" in previous else {})}
 
 
 # Fidelity -------------------------------------------------------------------------------------------------------------
@@ -342,27 +422,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     data, data_kind = episodes(budget, args.quick)
     real = real_speed(budget.real_steps)
     say(f"real env: {real['steps_per_s']} steps/s")
-    speed = sim_speed(budget, data, real["steps_per_s"], say)
+    speed_wall = time.perf_counter()
+    speed, models = sim_speed(budget, data, real["steps_per_s"], say)
+    speed_wall = round(time.perf_counter() - speed_wall, 1)
     result: dict[str, Any] = {
         "command": " ".join(["python", "benchmarks/simulator.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(),
         "mode": mode,
         "budget": asdict(budget),
-        "settings": {"torch_threads": 1, "device": "cpu", "models": {p: list(PRESETS[p]) for p in budget.presets},
-                     "weights": "random (speed)", "model_overrides": {"num_tasks": 0, "action_dim": 1},
-                     "timing": "one untimed step, then whole vector steps; burn-in resets not timed; "
-                               "terminate=False, no horizon", "bf16": "torch.autocast('cpu', bfloat16) around step"},
+        "settings": {"torch_threads": 1, "device": "cpu", "backends": list(budget.backends),
+                     "models": {p: list(PRESETS[p]) for p in budget.presets},
+                     "agent_models": {p: AGENT_PRESETS[p] for p in budget.presets},
+                     "weights": "random (speed; DreamerV3: a freshly built agent saved as a run folder, no training)",
+                     "model_overrides": {"num_tasks": 0, "action_dim": 1, "type": "the backend (video models)"},
+                     "model_configs": models,
+                     "timing": "one untimed step, then whole vector steps; burn-in resets not timed (run under "
+                               "bf16 autocast to shorten them: the timed steps attend to the same number of "
+                               "context frames); terminate=False, no horizon",
+                     "bf16": "torch.autocast('cpu', bfloat16) around step"},
         "real_env": real,
         "speed": speed,
+        "speed_wall_s": speed_wall,
+        "targets": targets(speed, budget),
     }
-    best = {preset: max((row for row in speed if row["preset"] == preset and row["batch"] == 64),
-                        key=lambda row: row["over_real"], default=None) for preset in budget.presets}
-    dmc = best.get("dmc")
-    result["targets"] = {"imagined_over_real_at_batch_64": SPEEDUP_TARGET,
-                         **{f"{preset}_best_at_batch_64": row for preset, row in best.items()},
-                         "pass": None if dmc is None else dmc["over_real"] >= SPEEDUP_TARGET}
-    if not args.skip_fidelity:
+    if args.skip_fidelity:
+        result.update(kept_fidelity(out))
+    else:
         tokenizer, tokenizer_info = tokenizer_folder(budget, args.tokenizer, data, args.quick)
         say(f"tokenizer {tokenizer_info}; training the simulator on {shown(data)}")
         run = RUNS / mode / "videogpt_actions"
@@ -372,8 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "tokenizer": tokenizer_info, "model": {"preset": PRESETS["cpu"][0], "action_dim": 1,
                                                                      "heads": ["reward", "continue"], **training},
                               **fidelity(budget, run / "video_model", data, say)}
-    result["policy_transfer"] = "not run: a policy trained in the simulator and one in the real env for the same " \
-                                "env steps need agent runs of hours on this CPU"
+    result.setdefault("policy_transfer", "not run: a policy trained in the simulator and one in the real env for the "
+                                         "same env steps need agent runs of hours on this CPU")
     result["total_wall_s"] = round(time.perf_counter() - wall, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
