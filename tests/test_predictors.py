@@ -255,3 +255,79 @@ def test_rows_that_do_not_observe_stay_where_they_are():
             assert torch.isnan(idle[1]) and not torch.isnan(idle[0])
     assert state.time.tolist() == [13, 9]
     torch.testing.assert_close(torch.stack(scores, 1)[1], model.log_prob(codes).frame[1], rtol=1e-4, atol=1e-4)
+
+
+OBSERVE_MODELS = {
+    "videogpt": {"codebook_size": CODES, "latent_shape": list(LATENT), "context": 3,
+                 "transformer": {"hidden": 32, "ffn": 64, "heads": 4, "layers": 2}},
+    "maskgit": {"codebook_size": CODES, "latent_shape": list(LATENT), "context": 3,
+                "transformer": {"hidden": 32, "ffn": 64, "heads": 4, "layers": 2}},
+    "teco": {"codebook_size": CODES, "latent_shape": [4, 4], "context": 3, "embed_dim": 8, "depths": [8, 16],
+             "encoder_blocks": 1, "decoder_blocks": 1, "downsample": 2,
+             "quantizer": {"codebook_size": 8, "dim": 4, "l2_normalize": True},
+             "transformer": {"hidden": 16, "ffn": 32, "heads": 2, "layers": 2},
+             "prior": {"hidden": 16, "ffn": 32, "heads": 2, "layers": 1},
+             "likelihood_steps": 2, "sample_steps": 2, "revise_rounds": 1},
+}
+
+
+def observe_model(kind: str):
+    """A tiny action-conditioned model of ``kind`` with every weight perturbed (action terms start at 0)."""
+    torch.manual_seed(0)
+    model = build_video_model({"type": kind, **OBSERVE_MODELS[kind], "action_dim": 2}).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return model
+
+
+def assert_same_state(a, b) -> None:
+    assert torch.equal(a.time, b.time) and torch.equal(a.cache.slot_time, b.cache.slot_time)
+    for x, y in zip(a.cache.keys + a.cache.values, b.cache.keys + b.cache.values, strict=True):
+        assert torch.equal(x, y)
+    assert a.cache.slot_data.keys() == b.cache.slot_data.keys()
+    for name in a.cache.slot_data:
+        assert torch.equal(a.cache.slot_data[name], b.cache.slot_data[name])
+    assert torch.equal(a.cache.features, b.cache.features)
+
+
+@pytest.mark.parametrize("kind", sorted(OBSERVE_MODELS))
+def test_observe_leaves_the_state_step_leaves(kind):
+    model = observe_model(kind)
+    h, w = OBSERVE_MODELS[kind]["latent_shape"]
+    codes = torch.randint(0, CODES, (3, 6, h, w), generator=torch.Generator().manual_seed(1))
+    actions = torch.randn(3, 6, 2, generator=torch.Generator().manual_seed(2))
+    rows = [None, None, torch.tensor([True, False, True]), None]  # one call leaves row 1 idle
+    stepped, observed = model.init_state(3), model.init_state(3)
+    for t in range(4):
+        stepped, _ = model.step(stepped, codes[:, t], action=actions[:, t], rows=rows[t])
+        observed = model.observe(observed, codes[:, t], action=actions[:, t], rows=rows[t])
+        assert_same_state(stepped, observed)
+    assert torch.equal(model.frame_features(stepped), model.frame_features(observed))
+    _, after_step = model.step(stepped, codes[:, 4], action=actions[:, 4])
+    _, after_observe = model.step(observed, codes[:, 4], action=actions[:, 4])
+    assert torch.equal(after_step, after_observe)
+    sampled = [model.sample_step(state, action=actions[:, 5], generator=torch.Generator().manual_seed(3))[1]
+               for state in (stepped, observed)]
+    assert torch.equal(*sampled)
+    assert_same_state(stepped, observed)
+    context, generator = codes[:, :3], torch.Generator().manual_seed(4)
+    expected = model.sample(context, 2, actions=actions[:, :5], generator=generator)
+    state = model.init_state(3)
+    for t in range(3):
+        state, _ = model.step(state, context[:, t], action=actions[:, t])
+    generator = torch.Generator().manual_seed(4)
+    streamed = [model.sample_step(state, action=actions[:, t], generator=generator)[1] for t in (3, 4)]
+    assert torch.equal(expected, torch.stack(streamed, 1))
+
+
+def test_maskgit_observe_runs_one_pass_where_step_runs_the_likelihood_passes():
+    model = observe_model("maskgit")
+    calls = []
+    model.transformer.register_forward_hook(lambda *_: calls.append(1))
+    codes = torch.randint(0, CODES, (2, *LATENT), generator=torch.Generator().manual_seed(1))
+    model.step(model.init_state(2), codes)
+    stepped = len(calls)
+    calls.clear()
+    model.observe(model.init_state(2), codes)
+    assert len(calls) == 1 and stepped == 1 + model.config.likelihood_steps

@@ -167,3 +167,27 @@ def test_normalized_rewards_and_exploration_bonus(viper_model_dir):
     assert all(np.isfinite(r).all() for r in rewards)
     assert all(info["expl"] > 0 for info in infos)
     assert float(env.scorer.normalizer.mean) == pytest.approx(np.mean([i["viper_logp"] for i in infos]), rel=1e-3)
+
+
+@pytest.mark.parametrize("context", [3, 2])
+def test_context_frames_are_observed_without_scoring(viper_model_dir, context):
+    """``add_context`` (reset frames, a simulator's burn-in) leaves the scorer as ``observe`` does; a shorter
+    context scores each frame given exactly its last ``context`` frames."""
+    import torch
+
+    from worldrl.wrappers.viper import VIPERScorer
+
+    frames = np.random.default_rng(0).integers(0, 256, (5, 2, SIZE, SIZE, 3), dtype=np.uint8)
+    scorers = [VIPERScorer(viper_model_dir, (SIZE, SIZE, 3), num_envs=2, context=context, device="cpu")
+               for _ in range(2)]
+    codes = [scorers[0].encode(f) for f in frames]
+    scorers[0].observe(codes[0])
+    scorers[1].add_context(codes[0])
+    scorers[0].observe(codes[1], rows=np.array([True, False]))
+    scorers[1].add_context(codes[1], rows=np.array([True, False]))
+    for t in range(2, 5):
+        logp = scorers[0].observe(codes[t])
+        np.testing.assert_array_equal(logp, scorers[1].observe(codes[t]))
+    seen = torch.stack([codes[0][1], *[c[1] for c in codes[2:]]])[None]  # row 1 skipped frame 1
+    expected = float(scorers[0].model.log_prob(seen[:, -(context + 1) :]).frame[0, -1])
+    np.testing.assert_allclose(logp[1], expected, rtol=1e-4, atol=1e-4)

@@ -360,7 +360,7 @@ class WorldModelVectorEnv(VectorEnv):
             full = np.zeros((self.num_envs, *frames.shape[2:]), np.uint8)
             for t in range(frames.shape[1]):
                 full[index] = frames[:, t]
-                self.scorer.observe(self.scorer.encode(full), rows=rows)
+                self.scorer.add_context(self.scorer.encode(full), rows=rows)
         self.steps[rows] = 0
 
     def _decode(self) -> None:

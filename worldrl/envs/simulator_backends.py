@@ -163,7 +163,8 @@ class VideoModelBackend:
         self.current = torch.zeros(num_envs, *self.model.latent_shape, dtype=torch.long, device=device)
 
     def start(self, rows: np.ndarray, frames: np.ndarray, actions: torch.Tensor) -> None:
-        """Clear the rows' streaming state and feed them the windows' codes, one model step per frame."""
+        """Clear the rows' streaming state and feed them the windows' codes, one model call per frame; the frames
+        are observed, not scored (MaskGIT's and TECO's likelihood estimates would cost several passes each)."""
         with torch.no_grad():
             window = self.tokenizer.encode(torch.as_tensor(frames, device=self.device))
         mask = torch.as_tensor(rows, device=self.device)
@@ -172,7 +173,7 @@ class VideoModelBackend:
         action = torch.zeros(self.num_envs, self.action_dim, device=self.device)
         for t in range(window.shape[1]):
             codes[mask], action[mask] = window[:, t], actions[:, t]
-            self.model.step(self.state, codes, self.task, action, rows=mask)
+            self.model.observe(self.state, codes, self.task, action, rows=mask)
         self.current = codes
 
     def step(self, actions: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -188,17 +188,36 @@ class VIPERScorer:
         logp[rows] = out.double().cpu().numpy()[rows]
         return logp
 
+    def add_context(self, codes: torch.Tensor, rows: np.ndarray | None = None) -> None:
+        """Feed the next frames' ``codes`` ``[N, h, w]`` to ``rows`` (all if None) as context only, without scoring
+        them: the state ends up as after :meth:`observe` (reset frames, a simulator's burn-in)."""
+        rows = np.ones(self.num_envs, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+        if not rows.any():
+            return
+        if self.context < self.model.config.context:
+            for row in np.flatnonzero(rows):
+                self._extend_history(row, codes[row])
+            return
+        with self._autocast():
+            self.model.observe(self.state, codes, self.task, rows=torch.as_tensor(rows, device=self.device))
+
+    def _extend_history(self, row: int, codes: torch.Tensor) -> list[torch.Tensor]:
+        """Append a frame to the row's last ``context * stride + 1`` frames (the newest one's window and itself)."""
+        self.history[row] = (self.history[row] + [codes])[-(self.context * self.model.config.stride + 1) :]
+        return self.history[row]
+
     def _windows(self, rows: np.ndarray, codes: torch.Tensor) -> np.ndarray:
-        """A shorter context than the model's: recompute each row's window (slower; for ablations such as k=0)."""
-        span = self.context * self.model.config.stride
+        """A shorter context than the model's: rebuild each row's window in a fresh stream (its context frames
+        observed, the new one scored), slower; for ablations such as k=0."""
         out = []
         for row in rows:
-            history = (self.history[row] + [codes[row]])[-(span + 1) :]
-            self.history[row] = history
-            window = torch.stack(history)[None]
+            history = self._extend_history(row, codes[row])
             task = None if self.task is None else self.task[row : row + 1]
+            state = self.model.init_state(1, self.device)
             with self._autocast():
-                out.append(float(self.model.log_prob(window, task, chunk=window.shape[1]).frame[0, -1]))
+                for frame in history[:-1]:
+                    self.model.observe(state, frame[None], task)
+                out.append(float(self.model.step(state, history[-1][None], task)[1][0]))
         return np.asarray(out)
 
     # Reward ---------------------------------------------------------------------------------------------------------
@@ -336,7 +355,7 @@ class _RewardMixin:
         """Begin new episodes in ``rows`` with ``frames`` (the other rows do not move)."""
         self.scorer.reset(rows)
         codes = self.scorer.encode(frames)
-        self.scorer.observe(codes, rows)
+        self.scorer.add_context(codes, rows)
         self._remember(rows, frames, codes)
 
 

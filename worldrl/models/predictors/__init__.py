@@ -6,7 +6,7 @@
   over the latents, decoder to codes) for long, action-conditioned videos.
 
 All share :class:`~worldrl.models.predictors.base.VideoModel` (``log_prob``,
-``init_state``/``step``, ``sample``). :func:`build_video_model` makes one from
+``init_state``/``step``/``observe``, ``sample``). :func:`build_video_model` makes one from
 a preset's ``model:`` section and :func:`load_video_model` loads any saved one.
 """
 

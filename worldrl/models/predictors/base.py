@@ -24,6 +24,9 @@ kept in a rolling cache (:class:`~worldrl.models.predictors.transformer.FrameCac
 :meth:`step` feeds one frame per call, so both run the same computation and
 agree to float precision, and each frame is encoded once: no sliding window
 is recomputed (``benchmarks/likelihood_speed.py`` measures the difference).
+:meth:`observe` feeds a frame without scoring it, leaving the same state as
+:meth:`step` (a simulator's burn-in, a sampling context): MaskGIT and TECO
+then skip their multi-pass likelihood estimates, VideoGPT its output head.
 
 Conditioning: ``task`` ``int64 [B]`` for multi-task models (``num_tasks`` > 0;
 conditional LayerNorms), ``actions`` ``float [B, T, A]`` for action-conditioned
@@ -115,7 +118,7 @@ class LogProb:
 class StreamState:
     """Streaming state of a batch of episodes: the rolling cache and each row's next frame time.
 
-    :meth:`VideoModel.step` updates it in place (and returns it).
+    :meth:`VideoModel.step` and :meth:`VideoModel.observe` update it in place (and return it).
     """
 
     cache: FrameCache
@@ -129,7 +132,8 @@ class StreamState:
 
 class VideoModel(nn.Module):
     """Base class of the predictors. Subclasses implement :meth:`loss`, :meth:`score_frames` and
-    :meth:`generate_frame`; everything else (validation, chunking, streaming, checkpoints) lives here."""
+    :meth:`generate_frame` (and :meth:`observe_frames` where scoring costs more than caching); everything else
+    (validation, chunking, streaming, checkpoints) lives here."""
 
     kind: ClassVar[str]
     config_class: ClassVar[type[VideoModelConfig]] = VideoModelConfig
@@ -207,6 +211,13 @@ class VideoModel(nn.Module):
     ) -> Tensor:
         """Sample the codes ``[B, h, w]`` of the frame at ``time`` ``[B]`` given ``cache``, and add it to ``cache``."""
         raise NotImplementedError
+
+    def observe_frames(
+        self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
+    ) -> None:
+        """Add ``C`` consecutive frames ``[B, C, h, w]`` at times ``start + i`` to ``cache`` exactly as
+        :meth:`score_frames` does, without scoring them. Subclasses override this to skip the scoring work."""
+        self.score_frames(cache, codes, start, task, actions)
 
     # Inputs shared by the predictors -----------------------------------------------------------------------------
     def training_action_drop(self, actions: Tensor | None, batch: int) -> Tensor | None:
@@ -306,12 +317,40 @@ class VideoModel(nn.Module):
         scored unconditionally. With ``rows`` (bool ``[B]``), only those rows
         observe a frame; the others stay where they are and get NaN.
         """
+        code = self._feed(state, codes, task, action, rows, score=True)
+        return state, code if per_code else code.sum((-2, -1))
+
+    @torch.no_grad()
+    def observe(
+        self,
+        state: StreamState,
+        codes: Tensor,
+        task: Tensor | None = None,
+        action: Tensor | None = None,
+        rows: Tensor | None = None,
+    ) -> StreamState:
+        """:meth:`step` without the likelihood: the state ends up exactly as :meth:`step` leaves it (cache,
+        features, times), at the cost of caching the frame only. For frames fed as context (a simulator's
+        burn-in), where MaskGIT's and TECO's likelihood estimates would cost several extra passes per frame."""
+        self._feed(state, codes, task, action, rows, score=False)
+        return state
+
+    def _feed(
+        self, state: StreamState, codes: Tensor, task: Tensor | None, action: Tensor | None, rows: Tensor | None,
+        score: bool,
+    ) -> Tensor | None:
+        """Add the next frame of the rows ``rows`` (all if None) to ``state``; its per-code scores ``[B, h, w]``
+        (NaN in idle rows) if ``score``, else None."""
         codes = self.check_codes(codes, 3)
         if codes.shape[0] != state.batch:
             raise ValueError(f"codes has {codes.shape[0]} rows, the state {state.batch}")
         task, actions = self.check_conditioning(task, None if action is None else action[:, None], state.batch, 1)
         before = state.cache.features
-        code = self.score_frames(state.cache, codes[:, None], state.time, task, actions)[:, 0].float()
+        code = None
+        if score:
+            code = self.score_frames(state.cache, codes[:, None], state.time, task, actions)[:, 0].float()
+        else:
+            self.observe_frames(state.cache, codes[:, None], state.time, task, actions)
         if rows is not None:
             rows = torch.as_tensor(rows, dtype=torch.bool, device=state.time.device)
             idle = ~rows
@@ -319,11 +358,12 @@ class VideoModel(nn.Module):
                 state.cache.features = torch.where(idle[:, None], before, state.cache.features)
             # An idle row's frame went into the slot of its frame t - capacity, outside every window: empty it.
             state.cache.slot_time[idle, state.time[idle] % state.cache.capacity] = EMPTY_TIME
-            code[idle] = float("nan")
+            if code is not None:
+                code[idle] = float("nan")
             state.time += rows.long()
         else:
             state.time += 1
-        return state, code if per_code else code.sum((-2, -1))
+        return code
 
     # Sampling -------------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -358,7 +398,7 @@ class VideoModel(nn.Module):
         for i in range(known):
             time = torch.full((batch,), i * stride, dtype=torch.long, device=codes.device)
             action = None if actions is None else actions[:, i : i + 1]
-            self.score_frames(cache, codes[:, i : i + 1], time, task, action)
+            self.observe_frames(cache, codes[:, i : i + 1], time, task, action)
         frames = []
         for i in range(known, known + num_frames):
             time = torch.full((batch,), i * stride, dtype=torch.long, device=codes.device)
@@ -388,8 +428,8 @@ class VideoModel(nn.Module):
         return state, codes
 
     def frame_features(self, state: StreamState) -> Tensor:
-        """Features ``[B, D]`` of each row's latest frame (observed by :meth:`step` or imagined by
-        :meth:`sample_step`), as :meth:`loss_and_features` computes them in training."""
+        """Features ``[B, D]`` of each row's latest frame (observed by :meth:`step` or :meth:`observe`, or imagined
+        by :meth:`sample_step`), as :meth:`loss_and_features` computes them in training."""
         if state.cache.features is None:
             raise ValueError(f"no frame features: no frame was observed yet, or the {self.kind} predictor exposes "
                              "none")

@@ -29,7 +29,9 @@ being scored, so the estimate is the exact log-likelihood of a proper
 distribution (that decoding procedure with independent sampling within a
 pass), not a bound on MaskGIT's. The choice of positions is discrete, so
 float rounding can flip a near-tie and change the estimate slightly. Cost per
-frame: ``likelihood_steps`` masked passes plus one clean pass to cache it.
+frame: ``likelihood_steps`` masked passes plus one clean pass to cache it;
+:meth:`~worldrl.models.predictors.base.VideoModel.observe` (context only)
+runs the clean pass alone.
 
 **Sampling** (:meth:`MaskGIT.generate_frame`): ``sample_steps`` MaskGIT steps
 (sample every masked code, keep the most confident, cosine schedule, Gumbel
@@ -224,6 +226,13 @@ class MaskGIT(VideoModel):
             lambda masked: self._masked_logits(cache, flat, masked, frame_times, task, action), flat, steps
         )
         return logp.view(codes.shape)
+
+    def observe_frames(
+        self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
+    ) -> None:
+        """The clean pass of :meth:`score_frames` only: ``likelihood_steps`` masked passes fewer per frame."""
+        batch, frames = codes.shape[:2]
+        self._observe(cache, codes.flatten(2), start, task, self._action_term(actions, batch, frames))
 
     def generate_frame(
         self, cache: FrameCache, time: Tensor, task: Tensor | None, action: Tensor | None,

@@ -34,7 +34,8 @@ encoder's deterministic latent ``z_t`` of the observed frame, with ``q`` the pri
 (:func:`~worldrl.models.predictors.maskgit.greedy_order_log_prob`, a proper distribution over ``z``). Since
 ``q`` and the decoder are normalised, this lower-bounds the likelihood of the model with prior ``q``.
 ``score_prior=False`` keeps only the decoder term (a reconstruction score, not a likelihood). A per-code map
-spreads each latent code's prior term evenly over the tokenizer codes it covers.
+spreads each latent code's prior term evenly over the tokenizer codes it covers. Frames fed as context only
+(:meth:`~worldrl.models.predictors.base.VideoModel.observe`) skip the decoder and the prior.
 
 **Sampling** (:meth:`TECO.generate_frame`): MaskGIT in ``z``-space (``sample_steps`` chunks, then
 ``revise_rounds`` revise rounds), the decoder's argmax (or a sample, ``decoder_sampling``) gives the codes,
@@ -365,6 +366,27 @@ class TECO(VideoModel):
     def score_frames(
         self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
     ) -> Tensor:
+        frames = codes.shape[1]
+        encoded, hidden = self._cache_frames(cache, codes, start, task, actions)
+        context = self.context_maps(hidden.flatten(0, 1))
+        logp = self.decoder_logits(encoded.quantized, context).log_softmax(-1)
+        logp = logp.gather(-1, codes.flatten(0, 1)[..., None])[..., 0]
+        if self.config.score_prior:
+            logp = logp + self._spread(self._prior_log_prob(encoded.indices, context, task, frames))
+        return logp.view(codes.shape)
+
+    def observe_frames(
+        self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
+    ) -> None:
+        """Encoder and temporal transformer only: no decoder pass and no ``likelihood_steps`` prior passes."""
+        self._cache_frames(cache, codes, start, task, actions)
+
+    def _cache_frames(
+        self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
+    ) -> tuple[Encoded, Tensor]:
+        """Encode frames ``[B, C, h, w]`` at times ``start + i`` and run them through the temporal transformer,
+        writing keys, values, codes, latents and features to ``cache``; return the encoding and the temporal
+        outputs ``[B, C, P, D]``."""
         batch, frames = codes.shape[:2]
         previous, has_previous = self._previous(cache, "codes", codes, start)
         encoded = self.encode(codes.flatten(0, 1), previous.flatten(0, 1), has_previous.flatten())
@@ -372,14 +394,9 @@ class TECO(VideoModel):
         previous_latent, _ = self._previous(cache, "latent", latent, start)
         action = self._action_term(actions, batch, frames)
         hidden = self._temporal(cache, previous_latent, has_previous, start, task, action)
-        context = self.context_maps(hidden.flatten(0, 1))
         self._store(cache, codes, latent, start)
         cache.features = self._features(encoded.quantized.unflatten(0, (batch, frames)), hidden)[:, -1]
-        logp = self.decoder_logits(encoded.quantized, context).log_softmax(-1)
-        logp = logp.gather(-1, codes.flatten(0, 1)[..., None])[..., 0]
-        if self.config.score_prior:
-            logp = logp + self._spread(self._prior_log_prob(encoded.indices, context, task, frames))
-        return logp.view(codes.shape)
+        return encoded, hidden
 
     def _prior_log_prob(self, indices: Tensor, context: Tensor, task: Tensor | None, frames: int) -> Tensor:
         """The prior's greedy-order estimate of ``ln p`` of each of ``z``'s codes ``[N, zh, zw]``."""

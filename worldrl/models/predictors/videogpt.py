@@ -97,7 +97,22 @@ class VideoGPT(VideoModel):
     def score_frames(
         self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
     ) -> Tensor:
-        batch, frames = codes.shape[:2]
+        hidden = self._cache_frames(cache, codes, start, task, actions)
+        logp = self._code_logits(hidden, codes.shape[1]).log_softmax(-1)
+        return logp.gather(-1, codes.flatten(2)[..., None])[..., 0].view(codes.shape)
+
+    def observe_frames(
+        self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
+    ) -> None:
+        """The pass of :meth:`score_frames` without the output head (a ``codebook_size``-wide matmul per code)."""
+        self._cache_frames(cache, codes, start, task, actions)
+
+    def _cache_frames(
+        self, cache: FrameCache, codes: Tensor, start: Tensor, task: Tensor | None, actions: Tensor | None
+    ) -> Tensor:
+        """Run frames ``[B, C, h, w]`` at times ``start + i`` through the transformer, writing them to ``cache``
+        and setting its features; return the hidden states ``[B, C * P, D]``."""
+        frames = codes.shape[1]
         frame_times = start[:, None] + torch.arange(frames, device=codes.device)
         slots = cache.claim(start)
         for i in range(1, frames):
@@ -108,8 +123,7 @@ class VideoGPT(VideoModel):
             self.embed_frames(codes, actions), times, masks, task, write=CacheWrite(cache, slots, frames=frames)
         )
         cache.features = self._frame_features(hidden, frames)[:, -1]
-        logp = self._code_logits(hidden, frames).log_softmax(-1)
-        return logp.gather(-1, codes.flatten(2)[..., None])[..., 0].view(codes.shape)
+        return hidden
 
     def generate_frame(
         self, cache: FrameCache, time: Tensor, task: Tensor | None, action: Tensor | None,
