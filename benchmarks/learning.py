@@ -68,7 +68,8 @@ def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title:
             axes.plot([p["frames"] for p in curve], [p["task_return"] for p in curve], marker="o", label=name)
     for name, value in lines.items():
         axes.axhline(value, linestyle="--", linewidth=1, color="gray")
-        axes.annotate(name, (0, value), textcoords="offset points", xytext=(2, 2), fontsize=8, color="gray")
+        axes.annotate(name, (0, value), xycoords=("axes fraction", "data"), textcoords="offset points",
+                      xytext=(2, 2), fontsize=8, color="gray")
     axes.set_xlabel("env frames")
     axes.set_ylabel("evaluation task return")
     axes.set_title(title)

@@ -150,12 +150,16 @@ def dreamerv3_learning_rows(data: dict) -> list[Row]:
 def simulator_policy_rows(data: dict) -> list[Row]:
     if "not_run" in data:
         return [("policy trained in the simulator", f"not run: {data['not_run']}", "-")]
-    runs = data["runs"]
-    measured = "; ".join(f"{where} {run['real_env_return']['mean']:.0f}" for where, run in runs.items())
-    ratio = data["sim_over_real_return"]
-    return [(f"DrQ {data['env_steps']} env steps in the simulator vs the real env: real-env return "
-             f"(random {data['random_return']['mean']:.0f})",
-             measured + ("" if ratio is None else f"; ratio {ratio:.2f}"), "-")]
+    real = data["runs"].get("real")
+    rows = []
+    for name, run in data["runs"].items():
+        ratio = data["sim_over_real_return"].get(name)
+        where = "the real env" if name == "real" else f"simulator {name.removeprefix('sim_')}"
+        rows.append((f"DrQ, {data['env_steps']} env steps in {where}: real-env return (random "
+                     f"{data['random_return']['mean']:.0f})", f"{run['real_env_return']['mean']:.0f}"
+                     + ("" if ratio is None else f" ({ratio:.2f} of the real-env agent's)"),
+                     "-" if real is None or name == "real" else "- (the real-env agent's return)"))
+    return rows
 
 
 def teco_rows(data: dict) -> list[Row]:

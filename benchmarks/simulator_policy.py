@@ -1,27 +1,32 @@
-"""A policy trained only inside the learned simulator, evaluated in the real env, against one trained in the real env.
+"""Policies trained only inside learned simulators, evaluated in the real env, against one trained in the real env.
 
-Two DrQ runs (``configs/agents/drq_cpu.yaml``, one update per env step) of the
+DrQ runs (``configs/agents/drq_cpu.yaml``, one update per env step) of the
 same number of env steps, through :func:`worldrl.training.agent.train_agent`:
 
-``sim``
-    inside ``worldrl/sim-v0``: the action-conditioned VideoGPT with reward and
-    continue heads that ``benchmarks/simulator.py`` trains on cartpole_balance
-    episodes (``--model``), starting from real frames of those episodes
-    (``--start-frames``), imagined episodes of ``--horizon`` steps, reward from
-    the reward head;
+``sim_<name>``
+    inside ``worldrl/sim-v0`` with the simulator ``--sim name=FOLDER``,
+    starting from real frames of cartpole_balance episodes
+    (``--start-frames``), imagined episodes of ``--horizon`` steps, reward
+    from the model's reward head. By default ``videogpt``: the
+    action-conditioned VideoGPT with reward and continue heads that
+    ``benchmarks/simulator.py`` trains on SAC expert episodes; and
+    ``dreamerv3``: the world model of ``benchmarks/dreamerv3_learning.py``'s
+    cartpole run (trained on the agent's own replay), when those exist;
 ``real``
     in ``worldrl/dmc-cartpole_balance-v0`` (64x64, action repeat 2, the frames
-    the simulator was trained on).
+    the simulators were trained on).
 
-Both policies then play ``--eval-episodes`` full episodes of the real env with
-the same seeds (deterministic actions); the figure is the sim-trained
+Every policy then plays ``--eval-episodes`` full episodes of the real env
+with the same seeds (deterministic actions); the figure is each sim-trained
 policy's mean task return as a fraction of the real-trained one's, beside a
-random policy's. The simulator is only as good as its brief training: the
-JSON records its training steps and data, and the open-loop fidelity is in
+random policy's. A simulator is only as good as its brief training: the JSON
+names each model, and the open-loop fidelity of the VideoGPT one is in
 ``benchmarks/results/simulator.json``.
 
 Writes ``benchmarks/results/simulator_policy.json`` (``--quick``:
-``benchmarks/results/quick/``). Runs resume when interrupted.
+``benchmarks/results/quick/``). Runs resume when interrupted; ``--only NAME``
+trains one run (``real`` or a simulator's name), the others are read back
+when finished.
 """
 
 from __future__ import annotations
@@ -44,14 +49,16 @@ from worldrl.pipeline.stages import merge
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 REAL = "worldrl/dmc-cartpole_balance-v0"
-MODEL = ROOT / "runs/bench_simulator/default/videogpt_actions/video_model"
+SIMULATORS = {"videogpt": ROOT / "runs/bench_simulator/default/videogpt_actions/video_model",
+              "dreamerv3": ROOT / "runs/bench_dreamerv3_learning/default/cartpole_25000steps_seed0"}
 START_FRAMES = ROOT / "runs/bench_data/cartpole_balance/sac_10000/episodes"
 EVAL_SEED = 20_000
 
 
-def run_config(args: argparse.Namespace, where: str) -> dict[str, Any]:
-    if where == "sim":
-        env = {"id": "worldrl/sim-v0", "kwargs": {"model": str(args.model), "start_frames": str(args.start_frames),
+def run_config(args: argparse.Namespace, model: Path | None) -> dict[str, Any]:
+    """The train-agent config inside the simulator ``model`` (None: in the real env)."""
+    if model is not None:
+        env = {"id": "worldrl/sim-v0", "kwargs": {"model": str(model), "start_frames": str(args.start_frames),
                                                   "horizon": args.horizon, "reward": "head", "device": "cpu"}}
     else:
         env = {"id": REAL, "kwargs": {"size": 64}}
@@ -83,8 +90,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--random-steps", type=int, help="random-action steps first (default 1000)")
     parser.add_argument("--horizon", type=int, default=250, help="imagined episode length (default 250)")
     parser.add_argument("--eval-episodes", type=int, help="real-env episodes per policy (default 10)")
-    parser.add_argument("--only", choices=("sim", "real"), help="train only this run")
-    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--only", help="train only this run: real or a simulator's name")
+    parser.add_argument("--sim", action="append", metavar="NAME=FOLDER",
+                        help="a simulator (video model folder or DreamerV3 run); repeatable (default: videogpt and "
+                             "dreamerv3 of the other benchmarks, those that exist)")
     parser.add_argument("--start-frames", type=Path, default=START_FRAMES)
     parser.add_argument("--preset", default=str(ROOT / "configs/agents/drq_cpu.yaml"))
     parser.add_argument("--seed", type=int, default=0)
@@ -100,12 +109,24 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def missing_inputs(args: argparse.Namespace) -> str | None:
-    """Why the simulator or its start frames are not there (None: both are)."""
-    for name in ("model", "start_frames"):
-        if not getattr(args, name).exists():
-            return (f"{getattr(args, name)} does not exist: run `python benchmarks/simulator.py` first (it trains "
-                    f"the simulator on cartpole_balance episodes), or pass --{name.replace('_', '-')}")
+def simulators(args: argparse.Namespace) -> dict[str, Path]:
+    """The simulators to train in: ``--sim`` entries, else the default ones that exist."""
+    if not args.sim:
+        return {name: path for name, path in SIMULATORS.items() if path.exists()}
+    pairs = [entry.split("=", 1) for entry in args.sim]
+    if any(len(pair) != 2 for pair in pairs):
+        sys.exit(f"--sim takes NAME=FOLDER, got {args.sim}")
+    return {name: Path(path) for name, path in pairs}
+
+
+def missing_inputs(args: argparse.Namespace, sims: dict[str, Path]) -> str | None:
+    """Why no simulator or start frames are there (None: all are)."""
+    if not sims:
+        return ("no simulator: run `python benchmarks/simulator.py` (VideoGPT) or `python benchmarks/"
+                "dreamerv3_learning.py --only cartpole` (DreamerV3) first, or pass --sim NAME=FOLDER")
+    for path in [*sims.values(), args.start_frames]:
+        if not path.exists():
+            return f"{path} does not exist"
     return None
 
 
@@ -114,7 +135,8 @@ def main() -> int:
     torch.set_num_threads(1)
     mode = "quick" if args.quick else "default"
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / "simulator_policy.json"
-    missing = missing_inputs(args)
+    sims = simulators(args)
+    missing = missing_inputs(args, sims)
     if missing:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "machine": machine(),
@@ -122,37 +144,38 @@ def main() -> int:
         print(f"not run: {missing}", file=sys.stderr)
         return 0 if args.quick else 1
     runs: dict[str, Any] = {}
-    for where in ("sim", "real"):
-        path = args.runs / mode / f"{where}_{args.steps}steps_seed{args.seed}"
-        if args.only not in (None, where) and not (path / "timing.json").exists():
+    models: dict[str, Path | None] = {"real": None, **{f"sim_{name}": path for name, path in sims.items()}}
+    for name, model in models.items():
+        path = args.runs / mode / f"{name}_{args.steps}steps_seed{args.seed}"
+        if args.only not in (None, name, name.removeprefix("sim_")) and not (path / "timing.json").exists():
             continue
-        print(f"== {where}: {path}", flush=True)
-        config = run_config(args, where)
+        print(f"== {name}: {path}", flush=True)
+        config = run_config(args, model)
         trained = train_run(config, path, 2, args.device)
-        runs[where] = {"run": str(path), "config": config, "wall_s": trained["wall_s"],
-                       "real_env_return": real_returns(path, args.eval_episodes, args.device)}
+        runs[name] = {"run": str(path), "simulator": None if model is None else str(model), "config": config,
+                      "wall_s": trained["wall_s"], "real_env_return": real_returns(path, args.eval_episodes,
+                                                                                   args.device)}
     from worldrl.oracles import evaluate_policy_return
 
     rand = evaluate_policy_return(REAL, "random", args.eval_episodes, EVAL_SEED, {"obs_type": "state"})
-    figure = None
-    if len(runs) == 2:
-        figure = runs["sim"]["real_env_return"]["mean"] / runs["real"]["real_env_return"]["mean"]
-    stage = args.model.parent / "stage.json"
-    simulator = json.loads(stage.read_text()) if stage.exists() else None
+    real = runs.get("real", {}).get("real_env_return", {}).get("mean")
+    ratios = {name: run["real_env_return"]["mean"] / real for name, run in runs.items()
+              if name != "real" and real}
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "env_steps": args.steps, "horizon": args.horizon,
-              "simulator": {"model": str(args.model), "start_frames": str(args.start_frames), "training": simulator},
-              "sim_over_real_return": figure, "random_return": {"mean": rand["mean"], "std": rand["std"]},
-              "runs_not_finished": [where for where in ("sim", "real") if where not in runs],
-              "note": "Both policies are evaluated in the real env with the same seeds; one torch thread per run; "
+              "start_frames": str(args.start_frames), "sim_over_real_return": ratios,
+              "random_return": {"mean": rand["mean"], "std": rand["std"]},
+              "runs_not_finished": [name for name in models if name not in runs],
+              "note": "Every policy is evaluated in the real env with the same seeds; one torch thread per run; "
                       "wall seconds from a shared 2-core machine.",
               "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    for where, run in runs.items():
+    for name, run in runs.items():
         ret = run["real_env_return"]
-        print(f"{where:5} real-env return {ret['mean']:7.1f} +- {ret['std']:5.1f}  ({run['wall_s']:.0f} s)")
-    print(f"random {rand['mean']:.1f}; sim / real: {figure if figure is None else round(figure, 3)}")
+        ratio = f", {ratios[name]:.2f} of real" if name in ratios else ""
+        print(f"{name:14} real-env return {ret['mean']:7.1f} +- {ret['std']:5.1f}{ratio}  ({run['wall_s']:.0f} s)")
+    print(f"random {rand['mean']:.1f}")
     print(f"wrote {out}")
     return 0
 
