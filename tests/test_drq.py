@@ -128,3 +128,77 @@ def test_train_agent_and_evaluate_commands(tmp_path, capsys):
     result = tmp_path / "eval.json"
     assert main(["evaluate", "--agent", str(tmp_path / "run"), "--episodes", "1", "--json", str(result)]) == 0
     assert json.loads(result.read_text())["length"] == 12
+
+
+def viper_config(steps: int, video_model, **viper) -> dict:
+    """:func:`tiny_config` on 32x32 frames with the VIPER reward of ``video_model`` (options ``viper``)."""
+    return tiny_config("drq", steps=steps, size=32, reward="viper", video_model=str(video_model), viper=viper)
+
+
+def replayed_episodes(replay) -> list[dict[str, np.ndarray]]:
+    """Each env's episodes in a replay that has not wrapped around: frames and rewards from a reset frame on."""
+    episodes = []
+    for env, count in enumerate(replay.count):
+        rows = slice(env * replay.ring, env * replay.ring + int(count))
+        images, rewards, first = (replay.arrays[key][rows] for key in ("image", "reward", "is_first"))
+        starts = [*np.flatnonzero(first), len(first)]
+        episodes += [{"image": images[a:b], "reward": rewards[a:b]} for a, b in zip(starts, starts[1:]) if b - a > 1]
+    return episodes
+
+
+def test_viper_training_envs_are_one_batched_wrapper_rewarding_as_relabel(tmp_path, viper_model_dir):
+    """Two envs, 30 steps (one episode of 12 each, then 3 steps more): one scorer call of both envs per step, and
+    the stored rewards are the offline relabelling of the stored episodes."""
+    from worldrl.training.agent import AgentTrainer
+    from worldrl.wrappers import VIPERRewardVector, relabel
+
+    config = viper_config(30, viper_model_dir)
+    trainer = AgentTrainer(config, tmp_path / "run", device="cpu", progress=False)
+    assert isinstance(trainer.envs, VIPERRewardVector) and trainer.envs.num_envs == 2
+    scorer, calls = trainer.envs.scorer, []
+    observe = scorer.observe
+    scorer.observe = lambda codes, rows=None: (calls.append(len(codes)), observe(codes, rows))[1]
+    assert trainer.train()["step"] == 30
+    assert calls == [2] * 15
+    episodes = replayed_episodes(trainer.replay)
+    assert [len(e["image"]) for e in episodes] == [13, 4, 13, 4]
+    for episode, logp in zip(episodes, relabel(episodes, viper_model_dir, device="cpu")):
+        np.testing.assert_allclose(episode["reward"][1:], logp[1:], rtol=1e-4, atol=1e-3)
+
+
+def test_resumed_viper_run_equals_uninterrupted_run(tmp_path, viper_model_dir, same_state):
+    """Normalised VIPER reward with an RND bonus: 20 steps, then 16 more from the checkpoint (mid-episode: the
+    replayed frames rebuild the contexts, the statistics and the bonus come back) == 36 at once."""
+    config = viper_config(36, viper_model_dir, normalize=True, exploration="rnd")
+    whole = train_agent(config, tmp_path / "whole", device="cpu", progress=False)
+    train_agent({**config, "train": {**config["train"], "steps": 20}}, tmp_path / "split", device="cpu",
+                progress=False)
+    split = train_agent(config, tmp_path / "split", device="cpu", progress=False)
+    assert whole == split
+    checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split")]
+    assert checkpoints[0]["viper"]["scorer"]["normalizer"] is not None
+    for key in ("agent", "viper", "histories", "returns"):
+        same_state(checkpoints[0][key], checkpoints[1][key], key)
+    replays = [np.load(tmp_path / run / "replay_36.npz") for run in ("whole", "split")]
+    for key in replays[0].files:
+        np.testing.assert_array_equal(replays[0][key], replays[1][key], err_msg=key)
+
+
+def test_checkpoint_with_a_viper_reward_per_env_resumes_only_without_their_state(tmp_path, viper_model_dir):
+    """A checkpoint of the earlier layout (``scorers``: one per env) resumes exactly when the scorers held nothing;
+    with per-env running statistics it fails, saying why."""
+    from worldrl.training.common import ConfigMismatchError
+
+    config = viper_config(28, viper_model_dir)
+    whole = train_agent(config, tmp_path / "whole", device="cpu", progress=False)
+    train_agent({**config, "train": {**config["train"], "steps": 20}}, tmp_path / "split", device="cpu",
+                progress=False)
+    path = tmp_path / "split" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["viper"]
+    normalizer = {"mean": torch.zeros(()), "var": torch.ones(()), "count": torch.ones(())}
+    torch.save({**checkpoint, "scorers": [[{"normalizer": normalizer}]] * 2}, path)
+    with pytest.raises(ConfigMismatchError, match="one VIPER reward per env"):
+        train_agent(config, tmp_path / "split", device="cpu", progress=False)
+    torch.save({**checkpoint, "scorers": [[{"normalizer": None}], [{"normalizer": None}]]}, path)
+    assert train_agent(config, tmp_path / "split", device="cpu", progress=False) == whole

@@ -97,6 +97,54 @@ def test_vector_wrapper_matches_relabelling_of_each_episode(viper_model_dir, mod
     assert checked >= 4  # at least two complete episodes per env, across autoresets
 
 
+def test_vector_wrapper_with_masked_resets_and_replayed_context(viper_model_dir):
+    """Autoreset off, as train-agent runs it: finished rows restart through ``reset(options={"reset_mask": ...})``
+    while the others go on (rewards equal the relabelling of each episode); a second wrapper whose sub-envs replay
+    each row's actions since its reset outside it, fed through ``add_context``, then rewards exactly as the first."""
+
+    def make():
+        envs = SyncVectorEnv([lambda: make_env(steps=4), lambda: make_env(steps=6)],
+                             autoreset_mode=AutoresetMode.DISABLED)
+        return VIPERRewardVector(envs, video_model=viper_model_dir, beta=0.0, device="cpu")
+
+    envs = make()
+    envs.action_space.seed(0)
+    seeds = [0, 1]
+    obs, _ = envs.reset(seed=seeds)
+    episodes, rewards, actions = [[[obs[i]]] for i in range(2)], [[[]] for _ in range(2)], [[], []]
+    for step in range(9):
+        action = envs.action_space.sample()
+        obs, reward, terminated, truncated, _ = envs.step(action)
+        for i in range(2):
+            episodes[i][-1].append(obs[i])
+            rewards[i][-1].append(reward[i])
+            actions[i].append(action[i])
+        done = terminated | truncated
+        if done.any():
+            seeds = [10 + step if done[i] else seeds[i] for i in range(2)]
+            obs, _ = envs.reset(seed=[seed if d else None for seed, d in zip(seeds, done)],
+                                options={"reset_mask": done})
+            for i in np.flatnonzero(done):
+                episodes[i].append([obs[i]])
+                rewards[i].append([])
+                actions[i] = []
+    assert [len(a) for a in actions] == [1, 3]
+    for i in range(2):
+        for frames, online in zip(episodes[i], rewards[i]):
+            if len(frames) > 1:
+                offline = relabel([{"image": np.stack(frames)}], viper_model_dir, device="cpu")[0]
+                np.testing.assert_allclose(online, offline[1:], rtol=1e-4, atol=1e-3)
+    other = make()
+    current = np.array(other.reset(seed=seeds)[0])
+    for t in range(3):
+        rows = np.array([len(a) > t for a in actions])
+        for i in np.flatnonzero(rows):
+            current[i] = other.unwrapped.envs[i].step(actions[i][t])[0]
+        other.add_context(current, rows)
+    action = envs.action_space.sample()
+    np.testing.assert_array_equal(other.step(action)[1], envs.step(action)[1])
+
+
 def test_shorter_context_than_the_model_recomputes_windows(viper_model_dir):
     env = VIPERReward(make_env(), video_model=viper_model_dir, context=0, beta=0.0, device="cpu")
     rewards, _, frames = run_single(env, episodes=1)

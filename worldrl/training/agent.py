@@ -11,8 +11,12 @@ and whose vector env saves its state (``state_dict`` / ``load_state_dict``,
 as the learned simulator ``worldrl/sim-v0``'s
 :class:`~worldrl.envs.simulator.WorldModelVectorEnv`: one model call steps
 every env) runs natively batched; any other env (and one with ``reward: viper``
-or ``max_episode_steps``, which wrap single envs) runs as single envs in a
-``SyncVectorEnv``. Every step
+or ``max_episode_steps``) runs as single envs in a ``SyncVectorEnv``. With
+``reward: viper`` that ``SyncVectorEnv`` is wrapped in one
+:class:`~worldrl.wrappers.VIPERRewardVector` (options from ``env.viper``),
+which scores every env's frame in one batched video-model call per step (its
+``normalize`` statistics and exploration bonus are shared by the envs); the
+evaluation env is one ``VIPERReward``-wrapped single env. Every step
 goes into a :class:`~worldrl.data.ReplayBuffer`; after ``train.random_steps``
 env steps of uniform random actions the agent makes ``train.update_ratio``
 updates per env step, or, with ``train.train_ratio`` set, as many as replay
@@ -38,9 +42,18 @@ Layout of the run folder::
 Exact resume. Env states cannot be saved in general, but worldrl envs are
 deterministic given the reset seed and the actions, so the checkpoint keeps
 each env's actions since its last reset, and resuming replays them (at most
-one episode per env). A batched env that saves its state is saved instead
-(``env_state`` in the checkpoint: the env's ``state_dict()`` with the
-current observations): the simulator's rows share one sampling generator, so
+one episode per env). With ``reward: viper`` the replayed frames go through
+the ``VIPERRewardVector`` as unscored context (``add_context``), which rebuilds
+each env's streaming context, and what the reward learns (the running
+statistics of ``normalize``, the exploration bonus's weights and optimizer)
+is saved (``viper`` in the checkpoint) and restored. A checkpoint of the
+earlier layout, one ``VIPERReward`` per single env (``scorers``), resumes
+when those scorers held no state (no ``normalize``; no ``exploration``, which
+it did not save); otherwise resuming fails with a ``ConfigMismatchError``
+saying why: per-env statistics cannot become the one batched scorer's. A
+batched env that saves its state is saved instead (``env_state`` in the
+checkpoint: the env's ``state_dict()`` with the current observations): the
+simulator's rows share one sampling generator, so
 replaying one row's actions would not bring its frames back, while its state
 (model caches or latents, frames, counters, generator and start-frame RNG
 states) does. A run checkpointed without an env state resumes as it ran, in a
@@ -56,7 +69,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +171,8 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
 # Envs ---------------------------------------------------------------------------------------------------------------
 def stateful_vector_env(env: EnvConfig) -> bool:
     """Whether ``env`` runs as its own batched vector env that saves its state: a ``vector_entry_point`` class
-    with ``state_dict`` and ``load_state_dict``, made without single-env wrappers (VIPER, ``max_episode_steps``)."""
+    with ``state_dict`` and ``load_state_dict``, with the task reward and no ``max_episode_steps`` (a wrapper of
+    single envs)."""
     spec = gym.registry.get(env.id)
     if spec is None or spec.vector_entry_point is None or env.reward != "task" or "max_episode_steps" in env.kwargs:
         return False
@@ -169,11 +183,18 @@ def stateful_vector_env(env: EnvConfig) -> bool:
 
 def make_train_envs(env: EnvConfig, num_envs: int, device: torch.device, batched: bool) -> gym.vector.VectorEnv:
     """``num_envs`` training envs with autoreset off: the env's batched vector env (``batched``; see
-    :func:`stateful_vector_env`) or a ``SyncVectorEnv`` of single envs."""
+    :func:`stateful_vector_env`) or a ``SyncVectorEnv`` of single envs, for ``reward: viper`` in one
+    :class:`~worldrl.wrappers.VIPERRewardVector` (one batched video-model call per step instead of one per env)."""
     if batched:
         return gym.make_vec(env.id, num_envs, vectorization_mode="vector_entry_point",
                             **{**env.kwargs, "autoreset_mode": AutoresetMode.DISABLED})
-    return SyncVectorEnv([env_factory(env, device)] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+    task_env = replace(env, reward="task", video_model=None)
+    envs = SyncVectorEnv([env_factory(task_env, device)] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+    if env.reward != "viper":
+        return envs
+    from worldrl.wrappers.viper import VIPERRewardVector
+
+    return VIPERRewardVector(envs, video_model=env.video_model, **{"device": device, **env.viper})
 
 
 def env_factory(env: EnvConfig, device: torch.device) -> Callable[[], gym.Env]:
@@ -280,16 +301,6 @@ def numpy_tree(value: Any) -> Any:
     return value
 
 
-def viper_scorers(env: gym.Env) -> list[Any]:
-    """The VIPER scorers in an env's wrapper chain (their running statistics belong in a checkpoint)."""
-    scorers = []
-    while env is not None:
-        if hasattr(env, "scorer"):
-            scorers.append(env.scorer)
-        env = getattr(env, "env", None)
-    return scorers
-
-
 # Trainer ------------------------------------------------------------------------------------------------------------
 class AgentTrainer(RunTrainer):
     """One training run of an agent in a run folder (see the module docstring)."""
@@ -321,6 +332,7 @@ class AgentTrainer(RunTrainer):
         self.batched = stateful_vector_env(self.env_config) and (checkpoint is None or
                                                                  checkpoint.get("env_state") is not None)
         self.envs = make_train_envs(self.env_config, cfg.num_envs, self.device, self.batched)
+        self.viper = not self.batched and self.env_config.reward == "viper"
         self.eval_env = make_env() if cfg.eval_episodes else None
         agent = dict(self.config["agent"])
         self.agent, self.action_space = build_env_agent(agent.pop("type"), agent, self.envs, self.device)
@@ -379,9 +391,15 @@ class AgentTrainer(RunTrainer):
             self.replay.add(self._row(self.obs, np.zeros((self.envs.num_envs, self.action_dim)),
                                       np.zeros(self.envs.num_envs), self.is_first, np.zeros(self.envs.num_envs, bool)))
             return
-        for env, history in enumerate(self.histories):
-            for action in history:
-                self.obs[env] = self.envs.envs[env].step(to_env_action(action[None], self.action_space)[0])[0]
+        singles = self.envs.unwrapped.envs
+        lengths = np.array([len(history) for history in self.histories])
+        for t in range(int(lengths.max(initial=0))):
+            rows = lengths > t
+            for env in np.flatnonzero(rows):
+                action = to_env_action(self.histories[env][t][None], self.action_space)[0]
+                self.obs[env] = singles[env].step(action)[0]
+            if self.viper:
+                self.envs.add_context(self.obs, rows)
 
     @staticmethod
     def _row(image, action, reward, is_first, terminated, is_last=None) -> dict[str, np.ndarray]:
@@ -444,12 +462,8 @@ class AgentTrainer(RunTrainer):
             "agent_state": tensor_tree(self.agent_state),
             "env_state": tensor_tree({"env": self.envs.state_dict(), "obs": self.obs, "is_first": self.is_first})
             if self.batched else None,
-            "scorers": [[s.state_dict() for s in viper_scorers(env)] for env in self._single_envs()],
+            "viper": self.envs.state_dict() if self.viper else None,
         }
-
-    def _single_envs(self) -> list[gym.Env]:
-        """The single envs of a ``SyncVectorEnv`` (none for a batched env, whose state holds everything)."""
-        return [] if self.batched else list(self.envs.envs)
 
     def export(self) -> None:
         """``agent.pt``, and the replay files of older checkpoints removed (the new checkpoint names its own)."""
@@ -474,19 +488,27 @@ class AgentTrainer(RunTrainer):
             self.env_state = {**checkpoint["env_state"], "obs": checkpoint["env_state"]["obs"].numpy(),
                               "is_first": checkpoint["env_state"]["is_first"].numpy()}
         self._restore_rng(checkpoint["rng"])
-        self._scorer_states = checkpoint["scorers"]
+        self._restore_viper(checkpoint)
 
-    def _restore_scorers(self) -> None:
-        """After the replay of logged actions: the VIPER scorers' statistics as they were saved."""
-        for env, states in zip(self._single_envs(), getattr(self, "_scorer_states", [])):
-            for scorer, state in zip(viper_scorers(env), states):
-                scorer.load_state_dict(state)
+    def _restore_viper(self, checkpoint: Mapping[str, Any]) -> None:
+        """What the VIPER reward learned, as saved (the replay of logged actions rebuilds its contexts). A
+        checkpoint with one scorer per single env (``scorers``, the earlier layout) resumes only if they held no
+        state: their per-env statistics cannot become the one batched scorer's."""
+        per_env = [state for states in checkpoint.get("scorers", []) for state in states]
+        if per_env and (any(state.get("normalizer") is not None for state in per_env)
+                        or getattr(self.envs, "exploration", None) is not None):
+            raise ConfigMismatchError(
+                f"cannot resume from {self.out}: its checkpoint has one VIPER reward per env (an earlier worldrl), "
+                "whose per-env running statistics (env.viper.normalize) or exploration bonuses (env.viper."
+                "exploration, not saved then) cannot become the one batched VIPERRewardVector's; finish the run "
+                "with the worldrl version that wrote it, or start a new run in another folder")
+        if self.viper and checkpoint.get("viper") is not None:
+            self.envs.load_state_dict(checkpoint["viper"])
 
     # Training -------------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         """Train up to ``train.steps`` env steps, evaluating, logging and checkpointing; return the final metrics."""
         cfg = self.train_config
-        self._restore_scorers()
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.agent.name}", unit="step",
                    disable=not self.progress)
         meter = Meter(self.step, self.agent.updates)

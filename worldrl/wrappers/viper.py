@@ -354,9 +354,25 @@ class _RewardMixin:
     def _start(self, rows: np.ndarray, frames: np.ndarray) -> None:
         """Begin new episodes in ``rows`` with ``frames`` (the other rows do not move)."""
         self.scorer.reset(rows)
+        self._add_context(rows, frames)
+
+    def _add_context(self, rows: np.ndarray, frames: np.ndarray) -> None:
+        """Feed ``frames`` of ``rows`` as context, unscored (the other rows do not move)."""
         codes = self.scorer.encode(frames)
         self.scorer.add_context(codes, rows)
         self._remember(rows, frames, codes)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the reward learns across steps, for a checkpoint: the scorer's running statistics and the
+        exploration bonus (weights, optimizer, statistics). The streaming context is not in it: replaying the
+        episode's frames rebuilds it."""
+        exploration = self.exploration.state_dict() if isinstance(self.exploration, torch.nn.Module) else None
+        return {"scorer": self.scorer.state_dict(), "exploration": exploration}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scorer.load_state_dict(state["scorer"])
+        if isinstance(self.exploration, torch.nn.Module) and state.get("exploration") is not None:
+            self.exploration.load_state_dict(state["exploration"])
 
 
 class VIPERReward(gym.Wrapper, gym.utils.RecordConstructorArgs, _RewardMixin):
@@ -423,7 +439,9 @@ class VIPERRewardVector(VectorWrapper, _RewardMixin):
     in ``info["final_obs"]`` and is scored; the returned frame starts the new
     context) and ``DISABLED`` (rows restart through ``reset(options={"reset_mask": ...})``).
     ``info`` holds per-env arrays ``task_reward``, ``viper_logp`` (NaN where
-    nothing was scored) and ``expl``.
+    nothing was scored) and ``expl``. For exact resume, :meth:`state_dict`
+    holds what the reward learns and :meth:`add_context` rebuilds the contexts
+    of sub-envs whose actions are replayed outside the wrapper.
     """
 
     def __init__(self, env: VectorEnv, video_model: str | Path | torch.nn.Module, **options: Any):
@@ -434,13 +452,23 @@ class VIPERRewardVector(VectorWrapper, _RewardMixin):
         self._ended = np.zeros(env.num_envs, dtype=bool)
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
+        """Reset the sub-envs, or only those of ``options["reset_mask"]`` (autoreset ``DISABLED``): their
+        contexts start again from the reset frames, the other rows' go on."""
         rows = np.ones(self.num_envs, dtype=bool)
-        if options and "reset_mask" in options:
-            rows = np.asarray(options["reset_mask"], dtype=bool)
+        if options and "reset_mask" in options:  # read first: SyncVectorEnv pops it from options
+            rows = np.array(options["reset_mask"], dtype=bool)
+        obs, info = self.env.reset(seed=seed, options=options)
         self._start(rows, self._frames(obs))
         self._ended[rows] = False
         return obs, info
+
+    def add_context(self, obs: Any, rows: np.ndarray) -> None:
+        """Feed the observations ``obs`` of ``rows`` (bool ``[N]``) as context without scoring them: for sub-envs
+        stepped outside the wrapper (a resumed run replaying its actions), whose streaming state then is as if
+        the wrapper had stepped them."""
+        rows = np.asarray(rows, dtype=bool)
+        if rows.any():
+            self._add_context(rows, self._frames(obs))
 
     def step(self, actions: Any):
         obs, task_reward, terminated, truncated, info = self.env.step(actions)
