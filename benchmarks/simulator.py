@@ -20,9 +20,8 @@
    decoder) and, for the video models, ``codes``; fp32, then bf16
    (``torch.autocast`` around ``step``: the env has no precision setting of its
    own). Rows burn in real frames at reset (the backend's default: ``context``
-   for video models, 5 for DreamerV3; not timed, and run under bf16 autocast:
-   MaskGIT scores each burn-in frame with its 8-pass likelihood estimate, about
-   3 minutes at batch 64 in fp32 for the ``dmc`` size); the termination head is off
+   for video models, 5 for DreamerV3; not timed, under bf16 autocast; burn-in
+   frames are only observed, one pass each); the termination head is off
    and the horizon long, so only imagined steps are timed. The reference is the
    real ``worldrl/dmc-cartpole_balance-v0`` at 64x64 stepped with random
    actions in the same run. Target: >= 10x its steps/s at batch 64; ``targets``
@@ -206,7 +205,7 @@ def sim_speed(budget: Budget, start_frames: Path, real_steps_per_s: float,
                                                obs_type=obs_type,
                                                render_mode="rgb_array" if obs_type == "pixels" else None,
                                                terminate=False, horizon=NEVER, device="cpu", seed=0)
-                    with torch.autocast("cpu", dtype=torch.bfloat16):  # not timed; bf16 shortens MaskGIT's burn-in
+                    with torch.autocast("cpu", dtype=torch.bfloat16):  # not timed
                         envs.reset(seed=0)
                     for bf16 in (False, True):
                         steps, seconds = time_steps(envs, bf16, budget.min_seconds)
