@@ -71,16 +71,27 @@ def run_config(args: argparse.Namespace, model: Path | None) -> dict[str, Any]:
 
 
 def real_returns(run: Path, episodes: int, device: str) -> dict[str, Any]:
-    """Task returns of the run's agent in the real env, episode ``i`` reset with seed ``EVAL_SEED + i``."""
+    """Task returns of the run's agent in the real env, episode ``i`` reset with seed ``EVAL_SEED + i``.
+
+    Kept in ``<run>/real_env_return.json`` (for the same episodes and seeds), so reading a finished run back
+    does not play them again.
+    """
     import gymnasium as gym
 
     from worldrl.training.agent import evaluate_agent, load_agent
 
+    cache = run / "real_env_return.json"
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached["episodes"] == episodes and cached["seed"] == EVAL_SEED:
+            return cached["result"]
     agent, _ = load_agent(run, device)
     env = gym.make(REAL, size=64)
     returns = [evaluate_agent(agent, env, 1, EVAL_SEED + i)["task_return"] for i in range(episodes)]
     env.close()
-    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns}
+    result = {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns}
+    cache.write_text(json.dumps({"episodes": episodes, "seed": EVAL_SEED, "result": result}) + "\n")
+    return result
 
 
 def parse_args() -> argparse.Namespace:
