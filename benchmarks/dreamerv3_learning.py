@@ -64,6 +64,12 @@ def run_config(args: argparse.Namespace, task: str) -> dict[str, Any]:
                           "train": train})
 
 
+def finished_run(folder: Path, task: str, seed: int) -> Path | None:
+    """The finished run of ``task`` with the most steps in ``folder`` (another invocation's budget), if any."""
+    runs = [path for path in folder.glob(f"{task}_*steps_seed{seed}") if (path / "timing.json").exists()]
+    return max(runs, key=lambda path: int(path.name.split("_")[-2].removesuffix("steps")), default=None)
+
+
 def random_return(task: str, episodes: int, seed: int) -> dict[str, float]:
     from worldrl.oracles import evaluate_policy_return
 
@@ -108,8 +114,12 @@ def main() -> int:
     for task, spec in TASKS.items():
         config = run_config(args, task)
         path = args.runs / mode / f"{task}_{args.steps}steps_seed{args.seed}"
-        if task not in wanted and not (path / "timing.json").exists():
-            continue
+        if task not in wanted:
+            path = finished_run(args.runs / mode, task, args.seed)
+            if path is None:
+                continue
+            config = load_yaml(path / "config.yaml")
+        steps = config["train"]["steps"]
         print(f"== {task}: {path}", flush=True)
         run = train_run(config, path, spec["repeat"], args.device)
         for point in run["curve"]:
@@ -118,7 +128,7 @@ def main() -> int:
         runs[task] = {"env": spec["id"], "frames_per_step": spec["repeat"], "run": str(path), "config": config,
                       "random": reference, **run}
         returns = [p["task_return"] for p in run["curve"]]
-        entry: dict[str, Any] = {"env_steps": args.steps, "best_return": max(returns, default=None),
+        entry: dict[str, Any] = {"env_steps": steps, "best_return": max(returns, default=None),
                                  "final_return": returns[-1] if returns else None, "random": reference["mean"],
                                  "wall_s": run["wall_s"]}
         if spec["target"] is not None:
@@ -127,7 +137,7 @@ def main() -> int:
                          met=reached is not None and reached <= BUDGET)
         else:
             entry.update(target=f"better than random within {BUDGET} env steps",
-                         met=bool(returns) and max(returns) > reference["mean"] and args.steps <= BUDGET)
+                         met=bool(returns) and max(returns) > reference["mean"] and steps <= BUDGET)
         summary[task] = entry
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "preset": args.preset, "summary": summary,
@@ -139,8 +149,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     plot_curves({task: [{**p, "frames": p["step"]} for p in run["curve"]] for task, run in runs.items()},
-                out.with_suffix(".png"), "DreamerV3 (pixels), task reward, x: env steps",
-                {f"{task} random": run["random"]["mean"] for task, run in runs.items()})
+                out.with_suffix(".png"), "DreamerV3 (pixels), task reward",
+                {f"{task} random": run["random"]["mean"] for task, run in runs.items()}, xlabel="env steps")
     print(f"\n{'task':9} {'steps':>7} {'best':>7} {'final':>7} {'random':>7} {'wall s':>7} met")
     for task, entry in summary.items():
         print(f"{task:9} {entry['env_steps']:7d} {entry['best_return'] or float('nan'):7.1f} "

@@ -57,8 +57,9 @@ def first_reaching(curve: list[dict[str, float]], target: float) -> int | None:
 
 
 def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title: str,
-                lines: Mapping[str, float] = {}) -> None:
-    """Mean evaluation task return against env frames, one line per run, with horizontal reference ``lines``."""
+                lines: Mapping[str, float] = {}, xlabel: str = "env frames") -> None:
+    """Mean evaluation task return against ``frames`` (labelled ``xlabel``), one line per run, with horizontal
+    reference ``lines``."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 4))
@@ -70,7 +71,7 @@ def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title:
         axes.axhline(value, linestyle="--", linewidth=1, color="gray")
         axes.annotate(name, (0, value), xycoords=("axes fraction", "data"), textcoords="offset points",
                       xytext=(2, 2), fontsize=8, color="gray")
-    axes.set_xlabel("env frames")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("evaluation task return")
     axes.set_title(title)
     axes.legend(loc="lower right")
