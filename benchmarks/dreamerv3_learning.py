@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 from common import machine
-from learning import first_reaching, plot_curves, train_run
+from learning import fill_defaults, first_reaching, plot_curves, train_run
 
 from worldrl.config import load_yaml
 from worldrl.pipeline.stages import merge
@@ -94,13 +94,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_dreamerv3_learning")
     parser.add_argument("--out", type=Path, help="JSON file (default: under results/)")
-    args = parser.parse_args()
-    defaults = {"steps": 300 if args.quick else BUDGET, "eval_every": 150 if args.quick else 10_000,
-                "eval_episodes": 1 if args.quick else 5, "random_steps": 100 if args.quick else 2500}
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return fill_defaults(parser.parse_args(),
+                         {"steps": 300, "eval_every": 150, "eval_episodes": 1, "random_steps": 100},
+                         {"steps": BUDGET, "eval_every": 10_000, "eval_episodes": 5, "random_steps": 2500})
 
 
 def main() -> int:

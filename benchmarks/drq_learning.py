@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 from common import machine
-from learning import first_reaching, plot_curves, train_run
+from learning import fill_defaults, first_reaching, plot_curves, train_run
 
 from worldrl.config import load_yaml
 from worldrl.pipeline.stages import merge
@@ -110,15 +110,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_drq_learning")
     parser.add_argument("--out", type=Path, help="JSON file (default: results/drq_learning.json or results/quick/)")
-    args = parser.parse_args()
-    quick = args.quick
-    defaults = {"task_frames": 4000 if quick else 100_000, "viper_frames": 1000 if quick else 100_000,
-                "eval_frames": 2000 if quick else 10_000, "eval_episodes": 1 if quick else 5,
-                "random_frames": 800 if quick else 8000}
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return fill_defaults(parser.parse_args(),
+                         {"task_frames": 4000, "viper_frames": 1000, "eval_frames": 2000, "eval_episodes": 1,
+                          "random_frames": 800},
+                         {"task_frames": 100_000, "viper_frames": 100_000, "eval_frames": 10_000, "eval_episodes": 5,
+                          "random_frames": 8000})
 
 
 def main() -> int:

@@ -17,6 +17,14 @@ from pathlib import Path
 from typing import Any
 
 
+def fill_defaults(args: Any, quick: dict[str, Any], full: dict[str, Any]) -> Any:
+    """Set every argument left ``None`` to its ``--quick`` or full-budget default; returns ``args``."""
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
 def eval_curve(run: Path, frames_per_step: int) -> list[dict[str, float]]:
     """``[{"frames", "step", "task_return", "task_return_std"}]`` from the run's TensorBoard evaluation scalars."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from common import machine
-from learning import train_run
+from learning import fill_defaults, train_run
 
 from worldrl.config import load_yaml
 from worldrl.pipeline.stages import merge
@@ -111,13 +111,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench_simulator_policy")
     parser.add_argument("--out", type=Path, help="JSON file (default: results/simulator_policy.json or results/quick/)")
-    args = parser.parse_args()
-    defaults = {"steps": 300 if args.quick else 5000, "random_steps": 100 if args.quick else 1000,
-                "eval_episodes": 1 if args.quick else 10}
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return fill_defaults(parser.parse_args(), {"steps": 300, "random_steps": 100, "eval_episodes": 1},
+                         {"steps": 5000, "random_steps": 1000, "eval_episodes": 10})
 
 
 def simulators(args: argparse.Namespace) -> dict[str, Path]:

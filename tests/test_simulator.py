@@ -1,5 +1,6 @@
 import io
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -179,17 +180,24 @@ def test_errors_name_the_problem(sim, viper_model_dir, tmp_path):
         env.step(np.array([np.nan], np.float32))
 
 
-def test_agent_trains_in_the_simulator_and_evaluates_in_the_real_env(sim, tmp_path):
+def train_in_simulator_and_evaluate(env_args: dict, tmp_path: Path) -> tuple[Path, dict]:
+    """A tiny DrQ run of 12 steps inside ``worldrl/sim-v0`` made with ``env_args``, then one episode of it in the
+    real env (``worldrl evaluate``); the run folder and the evaluation."""
     run = tmp_path / "run"
     args = ["train-agent", "--agent", "drq", "--env", SIM, "--steps", "12", "--logdir", str(run), "--no-progress",
-            "--device", "cpu", *[f"--env-arg={key}={value}" for key, value in sim.items()], "--env-arg=horizon=6",
-            "train.random_steps=4", "train.eval_episodes=1", "train.replay_capacity=50", "agent.batch_size=4",
-            "agent.encoder_channels=[8]", "agent.feature_dim=8", "agent.hidden=16", "agent.frame_stack=2"]
+            "--device", "cpu", *[f"--env-arg={key}={value}" for key, value in env_args.items()],
+            "--env-arg=horizon=6", "train.random_steps=4", "train.eval_episodes=1", "train.replay_capacity=50",
+            "agent.batch_size=4", "agent.encoder_channels=[8]", "agent.feature_dim=8", "agent.hidden=16",
+            "agent.frame_stack=2"]
     assert main(args) == 0 and (run / "agent.pt").is_file()
     result = tmp_path / "eval.json"
     assert main(["evaluate", "--agent", str(run), "--env", REAL, "--episodes", "1", "--device", "cpu",
                  "--json", str(result)]) == 0
-    evaluation = json.loads(result.read_text())
+    return run, json.loads(result.read_text())
+
+
+def test_agent_trains_in_the_simulator_and_evaluates_in_the_real_env(sim, tmp_path):
+    _, evaluation = train_in_simulator_and_evaluate(sim, tmp_path)
     assert evaluation["env"] == REAL and evaluation["length"] == 24  # the recorded real env: 32x32, 24 steps
 
 

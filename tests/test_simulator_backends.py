@@ -1,6 +1,5 @@
 """``worldrl/sim-v0`` backends beyond VideoGPT: a DreamerV3 run's world model, and an action-conditioned TECO."""
 
-import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -8,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-from test_simulator import REAL, SIM, random_episodes
+from test_simulator import REAL, SIM, random_episodes, train_in_simulator_and_evaluate
 from test_train_video_model import one_thread, save_tokenizer  # noqa: F401  (one_thread: autouse)
 
 from worldrl.cli import main
@@ -128,16 +127,8 @@ def test_dreamer_viper_reward_action_bounds_and_errors(dreamer, viper_model_dir)
 
 
 def test_agent_trains_in_the_dreamer_simulator_and_evaluates_in_the_real_env(dreamer, tmp_path):
-    run = tmp_path / "run"
-    args = ["train-agent", "--agent", "drq", "--env", SIM, "--steps", "12", "--logdir", str(run), "--no-progress",
-            "--device", "cpu", *[f"--env-arg={key}={value}" for key, value in dreamer.items()], "--env-arg=horizon=6",
-            "train.random_steps=4", "train.eval_episodes=1", "train.replay_capacity=50", "agent.batch_size=4",
-            "agent.encoder_channels=[8]", "agent.feature_dim=8", "agent.hidden=16", "agent.frame_stack=2"]
-    assert main(args) == 0 and (run / "agent.pt").is_file()
-    result = tmp_path / "eval.json"
-    assert main(["evaluate", "--agent", str(run), "--env", REAL, "--episodes", "1", "--device", "cpu",
-                 "--json", str(result)]) == 0
-    assert json.loads(result.read_text())["length"] == 12  # the DreamerV3 run's real env: 32x32, 12 steps
+    run, evaluation = train_in_simulator_and_evaluate(dreamer, tmp_path)
+    assert evaluation["length"] == 12  # the DreamerV3 run's real env: 32x32, 12 steps
     with pytest.raises(ValueError, match="a 'drq' agent has no world model"):
         WorldModelEnv(model=str(run), start_frames=dreamer["start_frames"], device="cpu")
 
