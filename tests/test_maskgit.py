@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import torch
+from test_predictors import assert_sampling_is_valid_and_seeded
 
 from worldrl.models.predictors import MaskGIT, build_video_model, load_video_model
 from worldrl.models.predictors.maskgit import mask_schedule
@@ -112,18 +113,7 @@ def test_per_row_reset_in_a_streaming_batch():
 @pytest.mark.parametrize("revise_rounds", [0, 1])
 def test_sampling_is_valid_and_reproducible(revise_rounds):
     model, codes = make(revise_rounds=revise_rounds), episode(length=2)
-
-    def sample(seed: int, temperature: float = 1.0) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed)
-        return model.sample(codes, 3, temperature=temperature, top_k=4, generator=generator)
-
-    first = sample(0)
-    assert first.shape == (2, 3, 3, 3) and first.dtype == torch.long
-    assert 0 <= int(first.min()) and int(first.max()) < 16
-    assert torch.equal(first, sample(0))
-    assert not torch.equal(first, sample(1))
-    assert torch.equal(sample(0, temperature=0.0), sample(1, temperature=0.0))
-    assert model.sample(codes[:, :0], 1).shape == (2, 1, 3, 3)
+    assert_sampling_is_valid_and_seeded(model, codes, 16)
 
 
 def test_sample_step_imagines_into_the_stream():

@@ -33,6 +33,23 @@ def stream(model, codes, **kwargs) -> torch.Tensor:
     return torch.stack(scores, 1)
 
 
+def assert_sampling_is_valid_and_seeded(model, codes: torch.Tensor, codebook_size: int) -> None:
+    """``model.sample`` continues ``codes [B, T, h, w]`` by 3 frames of codes in range, repeats for a seed, differs
+    across seeds, is seed-free at temperature 0, and samples from an empty context."""
+
+    def sample(seed: int, temperature: float = 1.0) -> torch.Tensor:
+        return model.sample(codes, 3, temperature=temperature, top_k=4, generator=torch.Generator().manual_seed(seed))
+
+    first = sample(0)
+    batch, _, *latent = codes.shape
+    assert first.shape == (batch, 3, *latent) and first.dtype == torch.long
+    assert 0 <= int(first.min()) and int(first.max()) < codebook_size
+    assert torch.equal(first, sample(0))
+    assert not torch.equal(first, sample(1))
+    assert torch.equal(sample(0, temperature=0.0), sample(1, temperature=0.0))
+    assert model.sample(codes[:, :0], 1).shape == (batch, 1, *latent)
+
+
 def test_layer_windows_add_up_to_the_context():
     assert layer_windows(15, 8) == [2, 2, 2, 2, 2, 2, 2, 1]
     assert layer_windows(3, 8) == [1, 1, 1, 0, 0, 0, 0, 0]

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_predictors import assert_sampling_is_valid_and_seeded
 from test_train_video_model import data, load_checkpoint, one_thread, save_tokenizer  # noqa: F401  (fixtures)
 
 from worldrl.config import load_config
@@ -152,17 +153,7 @@ def test_action_dropout_trains_the_null_action():
 @pytest.mark.parametrize("decoder_sampling", [False, True])
 def test_sampling_is_valid_and_reproducible(decoder_sampling):
     model, codes = make(perturb=True, decoder_sampling=decoder_sampling), episode(length=2)
-
-    def sample(seed: int, temperature: float = 1.0) -> torch.Tensor:
-        return model.sample(codes, 3, temperature=temperature, top_k=4, generator=torch.Generator().manual_seed(seed))
-
-    first = sample(0)
-    assert first.shape == (2, 3, 4, 4) and first.dtype == torch.long
-    assert 0 <= int(first.min()) and int(first.max()) < 16
-    assert torch.equal(first, sample(0))
-    assert not torch.equal(first, sample(1))
-    assert torch.equal(sample(0, temperature=0.0), sample(1, temperature=0.0))
-    assert model.sample(codes[:, :0], 1).shape == (2, 1, 4, 4)
+    assert_sampling_is_valid_and_seeded(model, codes, 16)
 
 
 def test_sample_step_imagines_into_the_stream():
