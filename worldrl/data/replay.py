@@ -2,7 +2,8 @@
 
 Layout. ``capacity`` steps are split into ``num_envs`` rings of ``capacity //
 num_envs`` rows, one per env, stored as consecutive blocks of one flat array
-per key (``image`` is ``[capacity, H, W, C]`` uint8). The k-th step an env ever
+per key (``image`` is ``[capacity, H, W, C]`` uint8; a buffer of vector
+observations, ``image_shape=None``, stores ``state`` instead). The k-th step an env ever
 added lives at row ``env * ring + k % ring``, so the rows an env still holds
 are exactly its stream indices ``[count - size, count)``. A sequence or
 transition drawn from that range stays inside one env and never touches
@@ -77,22 +78,23 @@ def _dtype_error(key: str, got: np.dtype, want: np.dtype) -> str | None:
 class ReplayBuffer:
     """FIFO replay of ``capacity`` steps from ``num_envs`` parallel envs (one ring of ``capacity // num_envs`` each).
 
-    Stores ``image`` ``[H, W, C]`` uint8, ``action`` ``[action_dim]`` float32
-    (one-hot for discrete actions), ``reward`` float32, ``is_first``,
-    ``is_last``, ``is_terminal``; ``state`` ``[state_dim]`` when ``state_dim``
-    is given; and each of ``extra_keys`` (a name, or a mapping from name to
+    Stores ``image`` ``[H, W, C]`` uint8 (unless ``image_shape`` is None),
+    ``action`` ``[action_dim]`` float32 (one-hot for discrete actions),
+    ``reward`` float32, ``is_first``, ``is_last``, ``is_terminal``; ``state``
+    ``[state_dim]`` when ``state_dim`` is given (at least one of the two
+    observations is needed); and each of ``extra_keys`` (a name, or a mapping from name to
     per-step shape; float32 unless the episode format fixes the dtype, e.g.
     ``task_id`` int32). ``seed`` seeds the sampling generator, which is part of
     the saved state. With ``episode_dir`` every episode finished through
     :meth:`add` is also written there with :meth:`EpisodeFolder.append`
     (synchronously, in the episode format), so any agent's replay doubles as a
-    video-model dataset.
+    video-model dataset (episodes hold frames: it needs ``image_shape``).
     """
 
     def __init__(
         self,
         capacity: int,
-        image_shape: tuple[int, int, int],
+        image_shape: tuple[int, int, int] | None,
         action_dim: int,
         num_envs: int = 1,
         *,
@@ -106,26 +108,32 @@ class ReplayBuffer:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if capacity < num_envs:
             raise ValueError(f"capacity {capacity} is smaller than num_envs {num_envs}; each env needs its own ring")
-        if len(tuple(image_shape)) != 3:
+        if image_shape is None and state_dim is None:
+            raise ValueError("the buffer needs an observation: image_shape, state_dim or both")
+        if image_shape is not None and len(tuple(image_shape)) != 3:
             raise ValueError(f"image_shape must be (H, W, C), got {image_shape}")
+        if image_shape is None and episode_dir is not None:
+            raise ValueError("episode_dir needs image_shape: episodes are written with their frames")
         if action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {action_dim}")
         self.num_envs = int(num_envs)
         self.ring = int(capacity) // self.num_envs
         self.capacity = self.ring * self.num_envs
-        self.specs: dict[str, Spec] = {
-            "image": (tuple(int(d) for d in image_shape), np.dtype(np.uint8)),
+        self.specs: dict[str, Spec] = {}
+        if image_shape is not None:
+            self.specs["image"] = (tuple(int(d) for d in image_shape), np.dtype(np.uint8))
+        self.specs.update({
             "action": ((int(action_dim),), np.dtype(np.float32)),
             "reward": ((), np.dtype(np.float32)),
             "is_first": ((), np.dtype(bool)),
             "is_last": ((), np.dtype(bool)),
             "is_terminal": ((), np.dtype(bool)),
-        }
+        })
         if state_dim is not None:
             self.specs["state"] = ((int(state_dim),), np.dtype(state_dtype))
         extras = extra_keys.items() if isinstance(extra_keys, Mapping) else ((k, ()) for k in extra_keys)
         for key, shape in extras:
-            if key in self.specs or key in (POS_KEY, META_MEMBER, "state"):
+            if key in self.specs or key in (POS_KEY, META_MEMBER, "image", "state"):
                 raise ValueError(f"extra key '{key}' clashes with a key the buffer stores itself")
             self.specs[key] = (tuple(int(d) for d in shape), np.dtype(DTYPES.get(key, np.float32)))
         # np.zeros maps zero pages lazily: memory is committed as rows are written.
@@ -155,6 +163,8 @@ class ReplayBuffer:
     @property
     def bytes_per_frame_ratio(self) -> float:
         """:attr:`nbytes` per stored step divided by the bytes of one frame (1.0 would be frames only)."""
+        if "image" not in self.specs:
+            raise ValueError("bytes_per_frame_ratio: the buffer stores no frames (image_shape=None)")
         return self.nbytes / (self.capacity * int(np.prod(self.specs["image"][0])))
 
     def _rows(self, env: np.ndarray | int, t: np.ndarray | int) -> np.ndarray:
@@ -392,6 +402,9 @@ class ReplayBuffer:
         with discount 0 only if it terminated (a truncation still bootstraps).
         Windows never cross an episode boundary.
         """
+        if "image" not in self.arrays:
+            raise ValueError("sample_transitions(): transitions stack frames, but the buffer stores no images "
+                             "(image_shape=None); sample_sequences() takes vector observations")
         if batch < 1 or n_step < 1 or frame_stack < 1:
             raise ValueError(f"sample_transitions(): batch, n_step and frame_stack must be >= 1, "
                              f"got {batch}, {n_step}, {frame_stack}")

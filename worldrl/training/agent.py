@@ -1,4 +1,4 @@
-"""Online training of a pixel agent (DrQ, DrQ-v2, DreamerV3; any :class:`~worldrl.agents.Agent`) on a worldrl env.
+"""Online training of an agent (DrQ, DrQ-v2, DreamerV3; any :class:`~worldrl.agents.Agent`) on a worldrl env.
 
 A run is described by a config with three sections: ``agent`` (``type`` and
 the agent's settings, e.g. :class:`~worldrl.agents.drq.DrQConfig`), ``env``
@@ -24,12 +24,15 @@ that many steps per env step (DreamerV3's train ratio: an update of
 DreamerV3 replays ``batch_size * batch_length`` steps, one of DrQ
 ``batch_size``). Discrete action spaces (Atari) go to agents that take them
 (DreamerV3) as one-hot actions, the replay's format; the env gets the argmax.
+Observations are uint8 ``[H, W, C]`` frames (key ``image`` for the agent and
+the replay), or, for agents that take them (DreamerV3), float vectors
+(key ``state``, e.g. a DMC env with ``obs_type: state``).
 Every ``train.eval_every`` steps the deterministic policy plays
 ``train.eval_episodes`` episodes (always the same seeds) in a separate env;
 the return of ``info["task_reward"]`` is reported besides the env's reward,
 so a VIPER-trained agent is scored on the task. Every ``train.video_every``
 steps an agent with a world model (DreamerV3) logs open-loop predictions of
-replayed clips next to the real frames.
+replayed clips next to the real frames (runs on frames only).
 
 Layout of the run folder::
 
@@ -81,7 +84,7 @@ from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from tqdm import tqdm
 
-from worldrl.agents import AGENTS, Agent, agent_class, build_agent
+from worldrl.agents import AGENTS, Agent, agent_class, build_agent, takes_vectors, vector_agents
 from worldrl.config import ConfigError, build_dataclass, to_dict
 from worldrl.data.replay import ReplayBuffer
 from worldrl.training.common import (
@@ -192,6 +195,10 @@ def make_train_envs(env: EnvConfig, num_envs: int, device: torch.device, batched
     envs = SyncVectorEnv([env_factory(task_env, device)] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
     if env.reward != "viper":
         return envs
+    if observation_key(envs.single_observation_space) != "image":
+        envs.close()
+        raise ConfigError(f"env.reward=viper scores uint8 [H, W, C] frames, but {env.id} observes "
+                          f"{envs.single_observation_space}; make the env with frames (e.g. obs_type=pixels)")
     from worldrl.wrappers.viper import VIPERRewardVector
 
     return VIPERRewardVector(envs, video_model=env.video_model, **{"device": device, **env.viper})
@@ -208,24 +215,43 @@ def env_factory(env: EnvConfig, device: torch.device) -> Callable[[], gym.Env]:
 ActionSpace = spaces.Box | spaces.Discrete
 
 
-def check_spaces(env: gym.Env | SyncVectorEnv) -> tuple[tuple[int, int, int], ActionSpace]:
-    """The frame shape and the action space; an error for anything but uint8 frames and Box or Discrete actions."""
+def observation_key(space: gym.Space) -> str:
+    """The agent's and the replay's key for observations of ``space``: ``image`` for uint8 ``[H, W, C]`` frames,
+    ``state`` for a float vector Box ``[S]``; a ConfigError for anything else."""
+    if isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3:
+        return "image"
+    if isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating) and len(space.shape) == 1:
+        return "state"
+    hint = ("; observations of several kinds (a Dict) are not supported: make the env observe one, e.g. "
+            "obs_type=pixels or obs_type=state") if isinstance(space, spaces.Dict) else ""
+    raise ConfigError(f"the agents take uint8 [H, W, C] frames (or, {', '.join(vector_agents())}, float vectors "
+                      f"[S]), but the env observes {space}{hint}")
+
+
+def check_spaces(env: gym.Env | SyncVectorEnv) -> tuple[str, tuple[int, ...], ActionSpace]:
+    """The observation key (:func:`observation_key`), the observation shape and the action space; a ConfigError
+    for other observations or for actions neither Box nor Discrete."""
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     action_space = getattr(env, "single_action_space", env.action_space)
-    if not (isinstance(obs_space, spaces.Box) and obs_space.dtype == np.uint8 and len(obs_space.shape) == 3):
-        raise ConfigError(f"the agents take uint8 [H, W, C] frames, but the env observes {obs_space}")
+    key = observation_key(obs_space)
     if not isinstance(action_space, (spaces.Box, spaces.Discrete)):
         raise ConfigError(f"the agents take Box or Discrete actions, but the env's are {action_space}")
-    return tuple(obs_space.shape), action_space
+    return key, tuple(obs_space.shape), action_space
 
 
 def build_env_agent(name: str, config: Mapping[str, Any], env: gym.Env | SyncVectorEnv,
                     device: str | torch.device) -> tuple[Agent, ActionSpace]:
-    """The agent ``name`` for ``env``'s frames and actions (``n`` one-hot actions for a Discrete space)."""
-    frame_shape, space = check_spaces(env)
+    """The agent ``name`` for ``env``'s observations (frames or, for agents that take them, vectors) and actions
+    (``n`` one-hot actions for a Discrete space)."""
+    key, shape, space = check_spaces(env)
+    if key == "state" and not takes_vectors(name):
+        raise ConfigError(f"{name} needs uint8 [H, W, C] frames; the env observes "
+                          f"{getattr(env, 'single_observation_space', env.observation_space)}; agents that also "
+                          f"take vector observations: {', '.join(vector_agents())}")
     discrete = isinstance(space, spaces.Discrete)
     action_dim = int(space.n) if discrete else int(np.prod(space.shape))
-    return build_agent(name, config, frame_shape, action_dim, device, discrete=discrete), space
+    frame_shape, vector_dim = (shape, None) if key == "image" else (None, shape[0])
+    return build_agent(name, config, frame_shape, action_dim, device, discrete=discrete, vector_dim=vector_dim), space
 
 
 def random_actions(count: int, action_dim: int, space: ActionSpace) -> np.ndarray:
@@ -258,7 +284,7 @@ def evaluate_agent(agent: Agent, env: gym.Env, episodes: int, seed: int) -> dict
 
 
 def _evaluate(agent: Agent, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
-    _, space = check_spaces(env)
+    key, _, space = check_spaces(env)
     returns, task_returns, lengths = [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
@@ -266,7 +292,7 @@ def _evaluate(agent: Agent, env: gym.Env, episodes: int, seed: int) -> dict[str,
         total = task = 0.0
         length = 0
         while not done:
-            action, state = agent.act({"image": obs[None], "is_first": np.array([first])}, state, explore=False)
+            action, state = agent.act({key: obs[None], "is_first": np.array([first])}, state, explore=False)
             obs, reward, terminated, truncated, info = env.step(to_env_action(action, space)[0])
             total += float(reward)
             task += float(info.get("task_reward", reward))
@@ -339,9 +365,11 @@ class AgentTrainer(RunTrainer):
         self._check_random_steps()
         self.update_ratio = (cfg.update_ratio if cfg.train_ratio is None
                              else cfg.train_ratio / self.agent.replayed_steps_per_update)
-        frame_shape = self.envs.single_observation_space.shape
+        self.obs_key, obs_shape, _ = check_spaces(self.envs)  # "image" or "state", for the agent and the replay
         self.action_dim = self.agent.action_dim
-        self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, self.action_dim, cfg.num_envs, seed=cfg.seed)
+        images = self.obs_key == "image"
+        self.replay = ReplayBuffer(cfg.replay_capacity, obs_shape if images else None, self.action_dim,
+                                   cfg.num_envs, state_dim=None if images else obs_shape[0], seed=cfg.seed)
 
         self.step = 0
         self.saved_step: int | None = None
@@ -401,9 +429,8 @@ class AgentTrainer(RunTrainer):
             if self.viper:
                 self.envs.add_context(self.obs, rows)
 
-    @staticmethod
-    def _row(image, action, reward, is_first, terminated, is_last=None) -> dict[str, np.ndarray]:
-        return {"image": image, "action": np.asarray(action, np.float32), "reward": np.asarray(reward, np.float32),
+    def _row(self, obs, action, reward, is_first, terminated, is_last=None) -> dict[str, np.ndarray]:
+        return {self.obs_key: obs, "action": np.asarray(action, np.float32), "reward": np.asarray(reward, np.float32),
                 "is_first": is_first, "is_last": terminated if is_last is None else is_last,
                 "is_terminal": terminated}
 
@@ -412,8 +439,8 @@ class AgentTrainer(RunTrainer):
         num_envs = self.envs.num_envs
         self.agent.env_steps = self.step
         started = time.perf_counter()
-        action, self.agent_state = self.agent.act({"image": self.obs, "is_first": self.is_first}, self.agent_state,
-                                                  explore=True)
+        action, self.agent_state = self.agent.act({self.obs_key: self.obs, "is_first": self.is_first},
+                                                  self.agent_state, explore=True)
         self.act_time += time.perf_counter() - started
         if self.step < self.train_config.random_steps:
             action = random_actions(num_envs, self.action_dim, self.action_space)
@@ -565,8 +592,8 @@ class AgentTrainer(RunTrainer):
         self.last_eval = {"step": self.step, **result}
 
     def _log_video(self) -> None:
-        """Open-loop predictions of replayed clips beside the real frames (``video/open_loop*``)."""
-        if self.writer is None:
+        """Open-loop predictions of replayed clips beside the real frames (``video/open_loop*``); none without."""
+        if self.writer is None or self.obs_key != "image":
             return
         videos = self.agent.open_loop_video(self.replay, self.train_config.seed + self.step)
         if videos is not None:

@@ -50,6 +50,8 @@ class DreamerV3(Agent):
     name: ClassVar[str] = "dreamerv3"
     config_class: ClassVar[type] = DreamerV3Config
     discrete_actions: ClassVar[bool] = True
+    vector_observations: ClassVar[bool] = True
+    """Takes ``state`` vectors (``vector_dim``), with or without ``image`` frames."""
 
     def __init__(self, config: DreamerV3Config, frame_shape: tuple[int, int, int] | None, action_dim: int,
                  device: str | torch.device | None = None, *, discrete: bool = False, vector_dim: int | None = None):
