@@ -66,6 +66,8 @@ def run_config(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], int
     env: dict[str, Any] = {"id": ENV, "kwargs": {"size": 64, "action_repeat": repeat}}
     if name == "viper_rnd":
         env.update(reward="viper", video_model=str(args.video_model))
+        if args.viper_normalize:
+            env["viper"] = {"normalize": True}
     preset = load_yaml(args.preset)
     config = merge(preset, {
         "agent": {"rnd": name == "viper_rnd", "bf16": args.bf16},
@@ -105,6 +107,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--preset", default=str(ROOT / "configs/agents/drq_cpu.yaml"))
     parser.add_argument("--video-model", type=Path, default=VIDEO_MODEL)
     parser.add_argument("--oracle-run", type=Path, default=ORACLE_RUN, help="folder with oracle/oracle.json")
+    parser.add_argument("--viper-normalize", action="store_true",
+                        help="standardise the VIPER reward by running statistics (env.viper.normalize)")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -136,7 +140,8 @@ def main() -> int:
     runs: dict[str, Any] = {}
     for name in RUNS:
         config, repeat = run_config(args, name)
-        path = folder / f"{name}_{config['train']['steps'] * repeat}f_seed{args.seed}"
+        suffix = "_norm" if name == "viper_rnd" and args.viper_normalize else ""
+        path = folder / f"{name}{suffix}_{config['train']['steps'] * repeat}f_seed{args.seed}"
         if name in wanted or (path / "timing.json").exists():
             print(f"== {name}: {path}", flush=True)
             runs[name] = {"action_repeat": repeat, "frames": config["train"]["steps"] * repeat, "run": str(path),

@@ -189,6 +189,31 @@ def test_discrete_and_continuous_actions(space, cartpole_batch):
         assert not agent.discrete and np.abs(actions).max() <= 1.0
 
 
+@pytest.mark.parametrize("actor_grad", ["backprop", "reinforce"])
+def test_continuous_actor_gradient_goes_through_the_dynamics_only_for_backprop(actor_grad, cartpole_batch):
+    agent = DreamerV3(tiny_config(f"agent.behavior.actor_grad={actor_grad}"), (32, 32, 3), 1)
+    torch.nn.init.normal_(agent.world_model.reward_head.out.weight)  # zero at init: no reward to differentiate
+    data = agent.to_tensors(cartpole_batch)
+    _, _, post = agent.world_model.loss(data)
+    start = {key: value.detach().flatten(0, 1) for key, value in post.items()}
+    not_terminal = torch.ones(len(start["deter"]), dtype=torch.bool)
+    actor_loss, _, _, _ = agent.behavior.loss(agent.world_model.rssm, agent.world_model.cont_logits,
+                                              agent.imagined_rewards, start, not_terminal)
+    rssm_params = list(agent.world_model.rssm.parameters())
+    rssm_grads = torch.autograd.grad(actor_loss, rssm_params, allow_unused=True, retain_graph=True)
+    actor_grads = torch.autograd.grad(actor_loss, list(agent.behavior.actor.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in actor_grads)
+    reaches_dynamics = any(g is not None and g.abs().sum() > 0 for g in rssm_grads)
+    assert reaches_dynamics == (actor_grad == "backprop")
+
+
+def test_actor_grad_setting_is_checked():
+    with pytest.raises(ValueError, match="actor_grad must be"):
+        DreamerV3(tiny_config("agent.behavior.actor_grad=sideways"), (32, 32, 3), 1)
+    with pytest.raises(ValueError, match="needs continuous actions"):
+        DreamerV3(tiny_config("agent.behavior.actor_grad=backprop"), (32, 32, 3), 4, discrete=True)
+
+
 def test_vector_observations_and_bf16(cartpole_batch):
     config = tiny_config("agent.bf16=true")
     agent = DreamerV3(config, (32, 32, 3), 1, vector_dim=5)

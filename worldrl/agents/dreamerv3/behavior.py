@@ -6,7 +6,7 @@ critic v_k, a slow EMA copy of it and a return normaliser S_k:
     R_t = r_{t+1} + gamma c_{t+1} ((1 - lambda) v(s_{t+1}) + lambda R_{t+1}),   R_H = v(s_H)
     critic:  -ln p_v(sg R_t | s_t) - slow_reg * ln p_v(sg v_slow(s_t) | s_t)
     actor:   A_t = sum_k w_k / sum(w) * (R^k_t - v_k(s_t)) / max(1, S_k)
-             discrete: -sg(A_t) ln pi(a_t | s_t);  continuous: -A_t (backprop through the dynamics)
+             reinforce: -sg(A_t) ln pi(a_t | s_t);  backprop: -A_t (through the dynamics)
              minus entropy * H[pi(. | s_t)]
 
 with S the EMA (decay 0.99) of the 5th-95th percentile range of the returns,
@@ -110,6 +110,11 @@ class ActorCritic(nn.Module):
                  reward_weights: dict[str, float]):
         super().__init__()
         self.config, self.discrete = config, discrete
+        if config.actor_grad not in ("auto", "reinforce", "backprop"):
+            raise ValueError(f"behavior.actor_grad must be auto, reinforce or backprop, got {config.actor_grad!r}")
+        if discrete and config.actor_grad == "backprop":
+            raise ValueError("behavior.actor_grad=backprop needs continuous actions; discrete ones use reinforce")
+        self.reinforce = discrete or config.actor_grad == "reinforce"
         self.reward_weights = {key: w for key, w in reward_weights.items() if w}
         if not self.reward_weights:
             raise ValueError("every reward weight is 0: the actor would have nothing to maximise")
@@ -132,11 +137,11 @@ class ActorCritic(nn.Module):
 
         ``start`` are posterior states ``[N, ...]`` (detached here), ``start_cont``
         ``[N]`` whether each start is non-terminal. Imagination only carries
-        gradients for continuous actions (backprop through the dynamics).
+        gradients for the backprop actor gradient.
         """
         c = self.config
         start = {key: value.detach() for key, value in start.items()}
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.discrete):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.reinforce):
             traj, actions = self.imagine(rssm, start, generator)
             feat = rssm.feat(traj)
             cont = torch.cat([start_cont[None].float(), (cont_logits(feat[1:]) > 0).float()])
@@ -153,7 +158,7 @@ class ActorCritic(nn.Module):
         weight = (torch.cumprod(discount, 0) / c.discount).detach()[:-1]
         policy = self.actor(feat[:-1].detach())
         entropy = policy.entropy()
-        if self.discrete:
+        if self.reinforce:
             actor_loss = -policy.log_prob(actions.detach()) * advantage.detach()
         else:
             actor_loss = -advantage

@@ -51,6 +51,9 @@ class BehaviorConfig:
     min_std: float = 0.1
     max_std: float = 1.0
     critic_bins: int = 255
+    actor_grad: str = "auto"
+    """``reinforce`` (score function), ``backprop`` (through the dynamics) or ``auto``: reinforce for discrete
+    actions and backprop for continuous ones, as the 2023 DreamerV3 code; its 2024 rewrite uses reinforce for both."""
     slow_critic_every: int = 1
     slow_critic_fraction: float = 0.02
     slow_reg: float = 1.0
