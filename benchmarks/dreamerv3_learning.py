@@ -26,14 +26,17 @@ on the same env is measured for reference.
 
 Writes ``benchmarks/results/dreamerv3_learning.json`` (``--quick``:
 ``benchmarks/results/quick/``) and the curves as ``dreamerv3_learning.png``.
-Tasks not run are listed as such; ``--only`` trains one task (the others are
-read back when finished).
+The JSON reports every finished run in ``--runs`` (the longest of each task
+and variant), so ``--only`` trains one task and the others are read back.
+``--set KEY=VALUE`` trains a variant (e.g.
+``agent.world_model.rssm_inputs=separate``) in folders named with ``--tag``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,7 +46,7 @@ import torch
 from common import machine
 from learning import fill_defaults, first_reaching, plot_curves, train_run
 
-from worldrl.config import load_yaml
+from worldrl.config import apply_overrides, load_yaml
 from worldrl.pipeline.stages import merge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,14 +69,31 @@ def run_config(args: argparse.Namespace, task: str) -> dict[str, Any]:
              "checkpoint_every": args.eval_every, "video_every": args.eval_every}
     if args.train_ratio is not None:
         train["train_ratio"] = args.train_ratio
-    return merge(preset, {"agent": {"bf16": args.bf16}, "env": {"id": spec["id"], "kwargs": spec["kwargs"]},
-                          "train": train})
+    config = merge(preset, {"agent": {"bf16": args.bf16}, "env": {"id": spec["id"], "kwargs": spec["kwargs"]},
+                            "train": train})
+    return apply_overrides(config, args.set)
 
 
-def finished_run(folder: Path, task: str, seed: int) -> Path | None:
-    """The finished run of ``task`` with the most steps in ``folder`` (another invocation's budget), if any."""
-    runs = [path for path in folder.glob(f"{task}_*steps_seed{seed}") if (path / "timing.json").exists()]
-    return max(runs, key=lambda path: int(path.name.split("_")[-2].removesuffix("steps")), default=None)
+def run_name(task: str, steps: int, seed: int, tag: str | None) -> str:
+    return f"{task}_{steps}steps_seed{seed}" + (f"_{tag}" if tag else "")
+
+
+RUN_NAME = re.compile(r"(?P<task>[a-z_]+?)_(?P<steps>\d+)steps_seed(?P<seed>\d+)(?:_(?P<tag>[\w-]+))?")
+
+
+def finished_runs(folder: Path, seed: int) -> dict[tuple[str, str | None], Path]:
+    """The finished run with the most steps of each (task, tag) in ``folder`` (other invocations' budgets)."""
+    best: dict[tuple[str, str | None], tuple[int, Path]] = {}
+    for path in folder.glob("*steps_seed*"):
+        match = RUN_NAME.fullmatch(path.name)
+        if not match or match["task"] not in TASKS or int(match["seed"]) != seed:
+            continue
+        if not (path / "timing.json").exists():
+            continue
+        key, steps = (match["task"], match["tag"]), int(match["steps"])
+        if key not in best or steps > best[key][0]:
+            best[key] = (steps, path)
+    return {key: path for key, (_, path) in sorted(best.items(), key=lambda item: (item[0][0], item[0][1] or ""))}
 
 
 def random_return(task: str, episodes: int, seed: int) -> dict[str, float]:
@@ -95,6 +115,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--random-steps", type=int, help="steps of random actions first (default 2500)")
     parser.add_argument("--train-ratio", type=float, help="replayed steps per env step (default: the preset's)")
     parser.add_argument("--preset", default=str(ROOT / "configs/agents/dreamerv3_cpu.yaml"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override of the trained runs, e.g. agent.world_model.rssm_inputs=separate "
+                             "(repeatable; give the variant a --tag)")
+    parser.add_argument("--tag", help="suffix of the run folders and result names of a variant (letters, digits, -)")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -110,25 +134,28 @@ def main() -> int:
     torch.set_num_threads(1)
     mode = "quick" if args.quick else "default"
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / "dreamerv3_learning.json"
-    wanted = [args.only] if args.only else list(TASKS)
+    if args.tag and not re.fullmatch(r"[A-Za-z0-9-]+", args.tag):
+        sys.exit(f"--tag {args.tag!r}: use letters, digits and '-'")
+    folder = args.runs / mode
+    for task in [args.only] if args.only else list(TASKS):
+        path = folder / run_name(task, args.steps, args.seed, args.tag)
+        print(f"== {task}: {path}", flush=True)
+        train_run(run_config(args, task), path, TASKS[task]["repeat"], args.device)
     runs: dict[str, Any] = {}
     summary: dict[str, Any] = {}
-    for task, spec in TASKS.items():
-        config = run_config(args, task)
-        path = args.runs / mode / f"{task}_{args.steps}steps_seed{args.seed}"
-        if task not in wanted:
-            path = finished_run(args.runs / mode, task, args.seed)
-            if path is None:
-                continue
-            config = load_yaml(path / "config.yaml")
+    randoms: dict[str, dict[str, float]] = {}
+    for (task, tag), path in finished_runs(folder, args.seed).items():
+        spec, name = TASKS[task], task + (f"_{tag}" if tag else "")
+        config = load_yaml(path / "config.yaml")
         steps = config["train"]["steps"]
-        print(f"== {task}: {path}", flush=True)
         run = train_run(config, path, spec["repeat"], args.device)
         for point in run["curve"]:
             point["env_steps"] = point["step"]
-        reference = random_return(task, args.eval_episodes, args.seed + 1_000_003)
-        runs[task] = {"env": spec["id"], "frames_per_step": spec["repeat"], "run": str(path), "config": config,
-                      "random": reference, **run}
+        if task not in randoms:
+            randoms[task] = random_return(task, args.eval_episodes, args.seed + 1_000_003)
+        reference = randoms[task]
+        runs[name] = {"task": task, "tag": tag, "env": spec["id"], "frames_per_step": spec["repeat"],
+                      "run": str(path), "config": config, "random": reference, **run}
         returns = [p["task_return"] for p in run["curve"]]
         entry: dict[str, Any] = {"env_steps": steps, "best_return": max(returns, default=None),
                                  "final_return": returns[-1] if returns else None, "random": reference["mean"],
@@ -140,22 +167,25 @@ def main() -> int:
         else:
             entry.update(target=f"better than random within {BUDGET} env steps",
                          met=bool(returns) and max(returns) > reference["mean"] and steps <= BUDGET)
-        summary[task] = entry
+        summary[name] = entry
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "preset": args.preset, "summary": summary,
-              "tasks_not_run": [task for task in TASKS if task not in runs],
-              "note": ("Curves: mean task return of evaluation episodes (the policy's mode) against env steps "
-                       "(agent steps) and frames. One torch thread per run; wall seconds include evaluation and "
-                       "checkpoints and were measured on a shared 2-core machine."),
+              "tasks_not_run": [task for task in TASKS if not any(run["task"] == task for run in runs.values())],
+              "note": ("Every finished run in the runs folder, each with the config it was trained with (variants "
+                       "by --set carry their --tag in the name). Curves: mean task return of evaluation episodes "
+                       "(the policy's mode) against env steps (agent steps) and frames. One torch thread per run; "
+                       "wall seconds include evaluation and checkpoints and were measured on a shared 2-core "
+                       "machine."),
               "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     plot_curves({task: [{**p, "frames": p["step"]} for p in run["curve"]] for task, run in runs.items()},
                 out.with_suffix(".png"), "DreamerV3, task reward",
-                {f"{task} random": run["random"]["mean"] for task, run in runs.items()}, xlabel="env steps")
-    print(f"\n{'task':14} {'steps':>7} {'best':>7} {'final':>7} {'random':>7} {'wall s':>7} met")
+                {f"{run['env'].split('/')[-1]} random": run["random"]["mean"] for run in runs.values()},
+                xlabel="env steps")
+    print(f"\n{'run':24} {'steps':>7} {'best':>7} {'final':>7} {'random':>7} {'wall s':>7} met")
     for task, entry in summary.items():
-        print(f"{task:14} {entry['env_steps']:7d} {entry['best_return'] or float('nan'):7.1f} "
+        print(f"{task:24} {entry['env_steps']:7d} {entry['best_return'] or float('nan'):7.1f} "
               f"{entry['final_return'] or float('nan'):7.1f} {entry['random']:7.1f} {entry['wall_s']:7.0f} "
               f"{entry['met']}")
     print(f"wrote {out} and {out.with_suffix('.png')}")

@@ -8,7 +8,7 @@ Two runs of ``worldrl train-agent --agent drq`` (through
     DrQ on the env's task reward, at action repeat 8 (DrQ's setting for
     cartpole), for ``--task-frames`` env frames. Target: a mean evaluation
     task return >= 800 within 100k frames.
-``viper_rnd``
+``viper_rnd`` (``viper_rnd_norm`` with ``--viper-normalize``)
     DrQ with RND (``--rnd``) on the VIPER reward alone: the log-likelihood
     under the video model of ``--video-model``, by default the one
     ``benchmarks/viper_reward_quality.py`` trains on cartpole_balance expert
@@ -55,10 +55,12 @@ ORACLE_RUN = ROOT / "runs/bench_viper/default/cartpole_balance/sac10000"
 VIDEO_MODEL = ORACLE_RUN / "ep500/tok300/video300/video_model"
 TASK_TARGET, VIPER_FRACTION_TARGET = 800.0, 0.7
 RUNS = ("task", "viper_rnd")
+VARIANTS = {"task": ("task", False), "viper_rnd": ("viper_rnd", False), "viper_rnd_norm": ("viper_rnd", True)}
+"""Result name -> (run, VIPER reward standardised by running statistics)."""
 
 
-def run_config(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], int]:
-    """The train-agent config of run ``name`` and its action repeat."""
+def run_config(args: argparse.Namespace, name: str, normalize: bool = False) -> tuple[dict[str, Any], int]:
+    """The train-agent config of run ``name`` (``normalize``: standardised VIPER reward) and its action repeat."""
     repeat = 8 if name == "task" else 2
     frames = args.task_frames if name == "task" else args.viper_frames
     steps = frames // repeat
@@ -66,7 +68,7 @@ def run_config(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], int
     env: dict[str, Any] = {"id": ENV, "kwargs": {"size": 64, "action_repeat": repeat}}
     if name == "viper_rnd":
         env.update(reward="viper", video_model=str(args.video_model))
-        if args.viper_normalize:
+        if normalize:
             env["viper"] = {"normalize": True}
     preset = load_yaml(args.preset)
     config = merge(preset, {
@@ -128,7 +130,7 @@ def main() -> int:
     folder = args.runs / mode
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / "drq_learning.json"
     wanted = [args.only] if args.only else list(RUNS)
-    not_run = {name: "not selected (--only) and not finished" for name in RUNS if name not in wanted}
+    not_run = {name: "not selected and not finished" for name in VARIANTS}
     if "viper_rnd" in wanted and not args.video_model.is_dir():
         message = (f"{args.video_model}: no video model; run `python benchmarks/viper_reward_quality.py --tasks "
                    f"cartpole_balance` first, or pass --video-model FOLDER (a train-video-model video_model/)")
@@ -136,13 +138,13 @@ def main() -> int:
             sys.exit(message)
         print(f"viper_rnd not run: {message}", file=sys.stderr)
         wanted.remove("viper_rnd")
-        not_run["viper_rnd"] = message
+        not_run["viper_rnd_norm" if args.viper_normalize else "viper_rnd"] = message
     runs: dict[str, Any] = {}
-    for name in RUNS:
-        config, repeat = run_config(args, name)
-        suffix = "_norm" if name == "viper_rnd" and args.viper_normalize else ""
-        path = folder / f"{name}{suffix}_{config['train']['steps'] * repeat}f_seed{args.seed}"
-        if name in wanted or (path / "timing.json").exists():
+    for name, (kind, normalize) in VARIANTS.items():
+        config, repeat = run_config(args, kind, normalize)
+        path = folder / f"{name}_{config['train']['steps'] * repeat}f_seed{args.seed}"
+        train = kind in wanted and normalize == (kind == "viper_rnd" and args.viper_normalize)
+        if train or (path / "timing.json").exists():
             print(f"== {name}: {path}", flush=True)
             runs[name] = {"action_repeat": repeat, "frames": config["train"]["steps"] * repeat, "run": str(path),
                           "config": config, **train_run(config, path, repeat, args.device)}
@@ -156,15 +158,16 @@ def main() -> int:
                            "frames_to_800": first_reaching(curve, TASK_TARGET),
                            "target": f">= {TASK_TARGET:.0f} within 100k frames",
                            "met": (first_reaching(curve, TASK_TARGET) or 10**9) <= 100_000}
-    if "viper_rnd" in runs and oracle:
-        curve = runs["viper_rnd"]["curve"]
+    for name in ("viper_rnd", "viper_rnd_norm"):
+        if name not in runs or not oracle:
+            continue
+        curve = runs[name]["curve"]
         best = max((p["task_return"] for p in curve), default=float("nan"))
-        summary["viper_rnd"] = {"best_return": best, "final_return": curve[-1]["task_return"] if curve else None,
-                                "fraction_of_oracle_best": best / oracle["mean"],
-                                "fraction_of_oracle_final": (curve[-1]["task_return"] / oracle["mean"]
-                                                             if curve else None),
-                                "target": f">= {VIPER_FRACTION_TARGET:.0%} of the oracle's return",
-                                "met": best / oracle["mean"] >= VIPER_FRACTION_TARGET}
+        summary[name] = {"best_return": best, "final_return": curve[-1]["task_return"] if curve else None,
+                         "fraction_of_oracle_best": best / oracle["mean"],
+                         "fraction_of_oracle_final": curve[-1]["task_return"] / oracle["mean"] if curve else None,
+                         "target": f">= {VIPER_FRACTION_TARGET:.0%} of the oracle's return",
+                         "met": best / oracle["mean"] >= VIPER_FRACTION_TARGET}
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "env": ENV, "summary": summary, "reference": reference,
               "runs_not_run": {name: why for name, why in not_run.items() if name not in runs},
@@ -179,10 +182,10 @@ def main() -> int:
         lines["oracle"] = oracle["mean"]
     plot_curves({name: run["curve"] for name, run in runs.items()}, out.with_suffix(".png"),
                 "DrQ on cartpole_balance (pixels)", lines)
-    print(f"\n{'run':10} {'frames':>7} {'best':>7} {'final':>7} {'wall s':>7}")
+    print(f"\n{'run':14} {'frames':>7} {'best':>7} {'final':>7} {'wall s':>7}")
     for name, run in runs.items():
         returns = [p["task_return"] for p in run["curve"]] or [float("nan")]
-        print(f"{name:10} {run['frames']:7d} {max(returns):7.1f} {returns[-1]:7.1f} {run['wall_s']:7.0f}")
+        print(f"{name:14} {run['frames']:7d} {max(returns):7.1f} {returns[-1]:7.1f} {run['wall_s']:7.0f}")
     print(f"random {reference['random']['mean']:.1f}; oracle {oracle['mean'] if oracle else float('nan'):.1f}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0

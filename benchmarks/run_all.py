@@ -147,6 +147,16 @@ def dreamerv3_learning_rows(data: dict) -> list[Row]:
     return rows + [(f"dreamerv3 {task}", "not run", "-") for task in data.get("tasks_not_run", [])]
 
 
+def dreamerv3_action_response_rows(data: dict) -> list[Row]:
+    rows = []
+    for steps, dims in data["response_by_steps"].items():
+        ratios = ", ".join(f"{dim.replace('_', ' ')} {entry['ratio']:.2f}" for dim, entry in dims.items()
+                           if dim != "pole_cos")
+        rows.append((f"dreamerv3 world model ({Path(data['run']).name}, {data['agent_updates']} updates): response to "
+                     f"+1 vs -1 actions after {steps} steps, model / real", ratios, "~1"))
+    return rows
+
+
 def simulator_policy_rows(data: dict) -> list[Row]:
     if "not_run" in data:
         return [("policy trained in the simulator", f"not run: {data['not_run']}", "-")]
@@ -192,6 +202,7 @@ SCRIPTS = (
     Script("drq_learning", AREAS[5], ("--quick",), drq_learning_rows),
     Script("dreamerv3_speed", AREAS[5], ("--quick",), dreamerv3_speed_rows),
     Script("dreamerv3_learning", AREAS[5], ("--quick",), dreamerv3_learning_rows),
+    Script("dreamerv3_action_response", AREAS[5], ("--quick",), dreamerv3_action_response_rows),
     Script("teco_quality", AREAS[6], ("--quick",), teco_rows),
     Script("simulator", AREAS[7], ("--quick",), simulator_rows),
     Script("simulator_policy", AREAS[7], ("--quick",), simulator_policy_rows),

@@ -97,9 +97,10 @@ def test_kl_balancing_free_bits_and_stop_gradients():
     assert grad_prior_rep is None and grad_post_rep.abs().sum() > 0
 
 
-def test_world_model_loss_decreases_on_real_frames(cartpole_batch):
+@pytest.mark.parametrize("rssm_inputs", ["joint", "separate"])
+def test_world_model_loss_decreases_on_real_frames(rssm_inputs, cartpole_batch):
     torch.manual_seed(0)
-    config = tiny_config()
+    config = tiny_config(f"agent.world_model.rssm_inputs={rssm_inputs}")
     model = WorldModel(config.world_model, action_dim=1, image_shape=(32, 32, 3))
     batch = DreamerV3(config, (32, 32, 3), 1).to_tensors(cartpole_batch)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -207,7 +208,9 @@ def test_continuous_actor_gradient_goes_through_the_dynamics_only_for_backprop(a
     assert reaches_dynamics == (actor_grad == "backprop")
 
 
-def test_actor_grad_setting_is_checked():
+def test_actor_grad_and_rssm_inputs_settings_are_checked():
+    with pytest.raises(ValueError, match="inputs must be"):
+        DreamerV3(tiny_config("agent.world_model.rssm_inputs=mixed"), (32, 32, 3), 1)
     with pytest.raises(ValueError, match="actor_grad must be"):
         DreamerV3(tiny_config("agent.behavior.actor_grad=sideways"), (32, 32, 3), 1)
     with pytest.raises(ValueError, match="needs continuous actions"):

@@ -28,6 +28,9 @@ class WorldModelConfig:
     cnn_depth: int = 32
     min_resolution: int = 4
     unimix: float = 0.01
+    rssm_inputs: str = "joint"
+    """How ``h``, ``z`` and the action enter the GRU: ``joint`` (one dense layer of ``[z, a]``, the 2023 code) or
+    ``separate`` (a dense layer each, as the 2024 code)."""
     free_nats: float = 1.0
     dyn_scale: float = 0.5
     rep_scale: float = 0.1

@@ -7,7 +7,11 @@
 ``is_first`` rows), so observing needs no shifted action stream. Latents are
 sampled with 1% unimix and straight-through gradients. The GRU is DreamerV3's
 normalised variant (one bias-free linear map of ``[x, h]``, LayerNorm, update
-gate biased by -1). The posterior's linear map of ``[h, e]`` is split so the
+gate biased by -1). Its input ``x`` is one dense layer of ``[z, a]`` (the 2023
+code, ``inputs="joint"``) or, with ``inputs="separate"`` (the 2024 code), one
+dense layer each for ``h``, ``z`` and ``a``, concatenated: a low-dimensional
+action then weighs as much as the latents instead of being one input in a
+thousand. The posterior's linear map of ``[h, e]`` is split so the
 embedding half runs once for the whole sequence outside the time loop.
 """
 
@@ -31,12 +35,18 @@ def stack_states(states: list[State], dim: int) -> State:
 
 class RSSM(nn.Module):
     def __init__(self, embed_dim: int, action_dim: int, deter: int = 512, units: int = 512, stoch: int = 32,
-                 classes: int = 32, unimix: float = 0.01):
+                 classes: int = 32, unimix: float = 0.01, inputs: str = "joint"):
         super().__init__()
+        if inputs not in ("joint", "separate"):
+            raise ValueError(f"RSSM inputs must be 'joint' or 'separate', got {inputs!r}")
         self.deter_dim, self.stoch_dim, self.classes, self.unimix = deter, stoch, classes, unimix
         self.initial_deter = nn.Parameter(torch.zeros(deter))
-        self.img_in = dense(stoch * classes + action_dim, units)
-        self.gru = nn.Linear(units + deter, 3 * deter, bias=False)
+        if inputs == "joint":
+            self.img_in = dense(stoch * classes + action_dim, units)
+        else:
+            self.img_in = nn.ModuleList([dense(deter, units), dense(stoch * classes, units), dense(action_dim, units)])
+        gru_in = units if inputs == "joint" else 3 * units
+        self.gru = nn.Linear(gru_in + deter, 3 * deter, bias=False)
         self.gru_norm = nn.LayerNorm(3 * deter, eps=1e-3)
         self.img_out = dense(deter, units)
         self.img_logits = nn.Linear(units, stoch * classes)
@@ -82,7 +92,11 @@ class RSSM(nn.Module):
         """Prior state after ``action`` (continuous actions are scaled into ``[-1, 1]``, without gradient);
         ``temperature`` as in :meth:`_sample` (the learned simulator's option)."""
         action = action / action.detach().abs().clamp_min(1.0)
-        x = self.img_in(torch.cat([state["stoch"].flatten(-2).to(action.dtype), action], -1))
+        stoch = state["stoch"].flatten(-2).to(action.dtype)
+        if isinstance(self.img_in, nn.ModuleList):
+            x = torch.cat([layer(part) for layer, part in zip(self.img_in, (state["deter"], stoch, action))], -1)
+        else:
+            x = self.img_in(torch.cat([stoch, action], -1))
         deter = self._gru(x, state["deter"])
         logits = self._logits(self.img_logits(self.img_out(deter)))
         return {"deter": deter, "stoch": self._sample(logits, generator, temperature), "logits": logits}

@@ -49,7 +49,7 @@ class WorldModel(nn.Module):
         if vector_dim is not None:
             self.vector_encoder = MLP(vector_dim, None, c.units, c.layers)
             embed_dim += c.units
-        self.rssm = RSSM(embed_dim, action_dim, c.deter, c.units, c.stoch, c.classes, c.unimix)
+        self.rssm = RSSM(embed_dim, action_dim, c.deter, c.units, c.stoch, c.classes, c.unimix, c.rssm_inputs)
         feat = self.rssm.feat_dim
         if image_shape is not None:
             self.image_decoder = ConvDecoder(feat, self.image_shape, c.cnn_depth, c.min_resolution)
