@@ -84,29 +84,20 @@ def model_response(agent: Any, history: dict[str, np.ndarray], horizon: int, see
     return (rollouts[0] - rollouts[1])[:, 0].cpu().numpy()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, help="train-agent run folder of a DreamerV3 trained from states "
-                        "(default: the longest untagged cartpole_state run of dreamerv3_learning.py)")
-    parser.add_argument("--quick", action="store_true", help="the quick cartpole_state run, 4 starts: a smoke test")
-    parser.add_argument("--starts", type=int, help="real start states (default 32)")
-    parser.add_argument("--horizon", type=int, default=15, help="steps of +1 and of -1 from each start")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="JSON file (default: under results/)")
-    args = parser.parse_args()
-    args.starts = args.starts or (4 if args.quick else 32)
-    args.out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / "dreamerv3_action_response.json"
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    run = args.run
-    if run is None:
-        folder = ROOT / "runs/bench_dreamerv3_learning" / ("quick" if args.quick else "default")
-        runs = sorted(folder.glob("cartpole_state_*steps_seed0"),
-                      key=lambda path: int(path.name.split("_")[-2].removesuffix("steps")))
-        if not runs:
-            sys.exit("no cartpole_state run: run `python benchmarks/dreamerv3_learning.py --only cartpole_state` "
-                     "first, or pass --run FOLDER")
-        run = runs[-1]
+def default_runs(quick: bool, seed: int) -> list[Path]:
+    """The longest finished ``cartpole_state`` run of ``dreamerv3_learning.py`` per variant, trained with ``seed``."""
+    from dreamerv3_learning import finished_runs
+
+    folder = ROOT / "runs/bench_dreamerv3_learning" / ("quick" if quick else "default")
+    runs = [path for (task, _), path in finished_runs(folder, seed).items() if task == "cartpole_state"]
+    if not runs:
+        sys.exit("no cartpole_state run: run `python benchmarks/dreamerv3_learning.py --only cartpole_state` "
+                 "first, or pass --run FOLDER")
+    return runs
+
+
+def response(run: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The world model's and the env's responses to +1 vs -1 actions, by steps and state dimension."""
     agent, config = load_agent(run, "cpu")
     if getattr(agent.world_model, "vector_dim", None) != len(DIMS):
         sys.exit(f"{run}: the world model must read the 5-D cartpole state (train it with obs_type=state)")
@@ -119,24 +110,42 @@ def main() -> int:
         model.append(model_response(agent, history, args.horizon, args.seed + 2 * start))
     env.close()
     real_mean, model_mean = np.mean(real, 0), np.mean(model, 0)
-    steps = sorted({1, 5, args.horizon})
-    table: dict[str, Any] = {}
-    for t in steps:
-        table[str(t)] = {dim: {"real": float(real_mean[t - 1, i]), "model": float(model_mean[t - 1, i]),
-                               "ratio": float(model_mean[t - 1, i] / real_mean[t - 1, i])}
-                         for i, dim in enumerate(DIMS)}
+    table = {str(t): {dim: {"real": float(real_mean[t - 1, i]), "model": float(model_mean[t - 1, i]),
+                            "ratio": float(model_mean[t - 1, i] / real_mean[t - 1, i])}
+                      for i, dim in enumerate(DIMS)}
+             for t in sorted({1, 5, args.horizon})}
+    return {"run": str(run), "world_model": config["agent"]["world_model"], "agent_env_steps": int(agent.env_steps),
+            "agent_updates": int(agent.updates), "response_by_steps": table}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, nargs="+", help="train-agent run folders of DreamerV3s trained from "
+                        "states (default: the longest cartpole_state run of each variant of dreamerv3_learning.py)")
+    parser.add_argument("--quick", action="store_true", help="the quick cartpole_state runs, 4 starts: a smoke test")
+    parser.add_argument("--starts", type=int, help="real start states (default 32)")
+    parser.add_argument("--horizon", type=int, default=15, help="steps of +1 and of -1 from each start")
+    parser.add_argument("--seed", type=int, default=0, help="start states' seed, and the default runs' training seed")
+    parser.add_argument("--out", type=Path, help="JSON file (default: under results/)")
+    args = parser.parse_args()
+    args.starts = args.starts or (4 if args.quick else 32)
+    args.out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / "dreamerv3_action_response.json"
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    runs = [response(run, args) for run in args.run or default_runs(args.quick, args.seed)]
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "machine": machine(), "run": str(run), "agent_env_steps": int(agent.env_steps),
-              "agent_updates": int(agent.updates), "starts": args.starts, "horizon": args.horizon,
+              "machine": machine(), "starts": args.starts, "horizon": args.horizon,
               "note": "response = observation after +1 actions minus after -1 actions, mean over start states",
-              "response_by_steps": table}
+              "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{run} ({agent.env_steps} env steps, {agent.updates} updates), {args.starts} starts")
-    print(f"{'steps':>5} {'dimension':22} {'real':>8} {'model':>8} {'ratio':>6}")
-    for t in steps:
-        for dim, entry in table[str(t)].items():
-            print(f"{t:5d} {dim:22} {entry['real']:8.3f} {entry['model']:8.3f} {entry['ratio']:6.2f}")
+    for run in runs:
+        print(f"\n{run['run']} ({run['agent_env_steps']} env steps, {run['agent_updates']} updates), "
+              f"{args.starts} starts")
+        print(f"{'steps':>5} {'dimension':22} {'real':>8} {'model':>8} {'ratio':>6}")
+        for t, dims in run["response_by_steps"].items():
+            for dim, entry in dims.items():
+                print(f"{int(t):5d} {dim:22} {entry['real']:8.3f} {entry['model']:8.3f} {entry['ratio']:6.2f}")
     print(f"wrote {args.out}")
     return 0
 

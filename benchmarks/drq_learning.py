@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,24 @@ def run_config(args: argparse.Namespace, name: str, normalize: bool = False) -> 
     return config, repeat
 
 
+RUN_NAME = re.compile(r"(?P<name>[a-z_]+?)_(?P<frames>\d+)f_seed(?P<seed>\d+)(?:_(?P<tag>[\w-]+))?")
+
+
+def finished_runs(folder: Path, seed: int) -> dict[str, Path]:
+    """Result name (variant, plus ``_tag``) -> its finished run with the most frames in ``folder``."""
+    best: dict[str, tuple[int, Path]] = {}
+    for path in folder.glob("*f_seed*"):
+        match = RUN_NAME.fullmatch(path.name)
+        if not match or match["name"] not in VARIANTS or int(match["seed"]) != seed:
+            continue
+        if not (path / "timing.json").exists():
+            continue
+        name = match["name"] + (f"_{match['tag']}" if match["tag"] else "")
+        if name not in best or int(match["frames"]) > best[name][0]:
+            best[name] = (int(match["frames"]), path)
+    return {name: best[name][1] for name in sorted(best)}
+
+
 def oracle_return(path: Path) -> dict[str, Any] | None:
     file = path / "oracle" / "oracle.json"
     if not file.exists():
@@ -111,6 +130,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--oracle-run", type=Path, default=ORACLE_RUN, help="folder with oracle/oracle.json")
     parser.add_argument("--viper-normalize", action="store_true",
                         help="standardise the VIPER reward by running statistics (env.viper.normalize)")
+    parser.add_argument("--tag", help="suffix of the trained run's folder and result name, e.g. the video model's "
+                        "budget (letters, digits, -)")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -139,15 +160,21 @@ def main() -> int:
         print(f"viper_rnd not run: {message}", file=sys.stderr)
         wanted.remove("viper_rnd")
         not_run["viper_rnd_norm" if args.viper_normalize else "viper_rnd"] = message
-    runs: dict[str, Any] = {}
+    if args.tag and not re.fullmatch(r"[A-Za-z0-9-]+", args.tag):
+        sys.exit(f"--tag {args.tag!r}: use letters, digits and '-'")
     for name, (kind, normalize) in VARIANTS.items():
-        config, repeat = run_config(args, kind, normalize)
-        path = folder / f"{name}_{config['train']['steps'] * repeat}f_seed{args.seed}"
-        train = kind in wanted and normalize == (kind == "viper_rnd" and args.viper_normalize)
-        if train or (path / "timing.json").exists():
+        if kind in wanted and normalize == (kind == "viper_rnd" and args.viper_normalize):
+            config, repeat = run_config(args, kind, normalize)
+            tag = f"_{args.tag}" if args.tag else ""
+            path = folder / f"{name}_{config['train']['steps'] * repeat}f_seed{args.seed}{tag}"
             print(f"== {name}: {path}", flush=True)
-            runs[name] = {"action_repeat": repeat, "frames": config["train"]["steps"] * repeat, "run": str(path),
-                          "config": config, **train_run(config, path, repeat, args.device)}
+            train_run(config, path, repeat, args.device)
+    runs: dict[str, Any] = {}
+    for name, path in finished_runs(folder, args.seed).items():
+        config = load_yaml(path / "config.yaml")
+        repeat = config["env"]["kwargs"]["action_repeat"]
+        runs[name] = {"action_repeat": repeat, "frames": config["train"]["steps"] * repeat, "run": str(path),
+                      "config": config, **train_run(config, path, repeat, args.device)}
     oracle = oracle_return(args.oracle_run)
     reference = {"random": random_return(args.eval_episodes, args.seed + 1_000_003), "oracle": oracle}
     summary: dict[str, Any] = {}
@@ -158,8 +185,8 @@ def main() -> int:
                            "frames_to_800": first_reaching(curve, TASK_TARGET),
                            "target": f">= {TASK_TARGET:.0f} within 100k frames",
                            "met": (first_reaching(curve, TASK_TARGET) or 10**9) <= 100_000}
-    for name in ("viper_rnd", "viper_rnd_norm"):
-        if name not in runs or not oracle:
+    for name in runs:
+        if not name.startswith("viper_rnd") or not oracle:
             continue
         curve = runs[name]["curve"]
         best = max((p["task_return"] for p in curve), default=float("nan"))
@@ -171,6 +198,8 @@ def main() -> int:
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "env": ENV, "summary": summary, "reference": reference,
               "runs_not_run": {name: why for name, why in not_run.items() if name not in runs},
+              "runs_note": ("every finished run in the runs folder (the most frames of each variant and --tag), "
+                            "each with the config it was trained with"),
               "note": ("Curves: mean task return of deterministic evaluation episodes against env frames (physics "
                        "steps: agent steps x action repeat). One torch thread per run; wall seconds include "
                        "evaluation and checkpoints and were measured on a shared 2-core machine."),

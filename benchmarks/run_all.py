@@ -149,11 +149,12 @@ def dreamerv3_learning_rows(data: dict) -> list[Row]:
 
 def dreamerv3_action_response_rows(data: dict) -> list[Row]:
     rows = []
-    for steps, dims in data["response_by_steps"].items():
-        ratios = ", ".join(f"{dim.replace('_', ' ')} {entry['ratio']:.2f}" for dim, entry in dims.items()
-                           if dim != "pole_cos")
-        rows.append((f"dreamerv3 world model ({Path(data['run']).name}, {data['agent_updates']} updates): response to "
-                     f"+1 vs -1 actions after {steps} steps, model / real", ratios, "~1"))
+    for run in data["runs"]:
+        for steps, dims in run["response_by_steps"].items():
+            ratios = ", ".join(f"{dim.replace('_', ' ')} {entry['ratio']:.2f}" for dim, entry in dims.items()
+                               if dim != "pole_cos")
+            rows.append((f"dreamerv3 world model ({Path(run['run']).name}, {run['agent_updates']} updates): "
+                         f"response to +1 vs -1 actions after {steps} steps, model / real", ratios, "~1"))
     return rows
 
 

@@ -40,6 +40,13 @@ differs from both (each is a config value unless said otherwise):
 - The CPU preset shrinks every size (including 8 latents of 8 classes); the
   Atari preset takes CNN depth 96 and 1024-unit RSSM MLPs from DreamerV3's XL
   size, which Table E.3 does not list.
+- Two choices of the 2024 rewrite are options, off by default (the 2023
+  code's behaviour): ``behavior.actor_grad=reinforce`` takes the score-function
+  gradient for continuous actions too (default ``auto``: backprop through the
+  dynamics for continuous actions), and ``world_model.rssm_inputs=separate``
+  gives ``h``, ``z`` and the action a dense layer each before the GRU (default
+  ``joint``: one layer of ``[z, a]``, where a 1-D action is one input among
+  hundreds).
 - No ``torch.compile`` yet; ``bf16`` switches on bf16 autocast (losses and
   distributions stay float32).
 """
