@@ -62,7 +62,7 @@ VARIANTS = {"task": ("task", False), "viper_rnd": ("viper_rnd", False), "viper_r
 
 def run_config(args: argparse.Namespace, name: str, normalize: bool = False) -> tuple[dict[str, Any], int]:
     """The train-agent config of run ``name`` (``normalize``: standardised VIPER reward) and its action repeat."""
-    repeat = 8 if name == "task" else 2
+    repeat = args.task_repeat if name == "task" else 2
     frames = args.task_frames if name == "task" else args.viper_frames
     steps = frames // repeat
     every = max(args.eval_frames // repeat, 1)
@@ -128,6 +128,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--preset", default=str(ROOT / "configs/agents/drq_cpu.yaml"))
     parser.add_argument("--video-model", type=Path, default=VIDEO_MODEL)
     parser.add_argument("--oracle-run", type=Path, default=ORACLE_RUN, help="folder with oracle/oracle.json")
+    parser.add_argument("--task-repeat", type=int, default=8,
+                        help="action repeat of the task-reward run (default 8; 2 compares with the VIPER runs)")
     parser.add_argument("--viper-normalize", action="store_true",
                         help="standardise the VIPER reward by running statistics (env.viper.normalize)")
     parser.add_argument("--tag", help="suffix of the trained run's folder and result name, e.g. the video model's "

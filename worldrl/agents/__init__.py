@@ -35,7 +35,7 @@ def agent_class(name: str) -> type[Agent]:
 
 def takes_vectors(name: str) -> bool:
     """Whether agent ``name`` takes vector observations (``state``, float ``[N, S]``) besides or instead of frames."""
-    return bool(getattr(agent_class(name), "vector_observations", False))
+    return agent_class(name).vector_observations
 
 
 def vector_agents() -> list[str]:

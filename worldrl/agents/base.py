@@ -40,6 +40,9 @@ class Agent:
     discrete_actions: ClassVar[bool] = False
     """Whether the class takes ``discrete=True`` (one-hot actions for a Discrete space) as a keyword."""
 
+    vector_observations: ClassVar[bool] = False
+    """Whether the class takes vector observations (``state``, ``vector_dim=`` keyword) besides or instead of frames."""
+
     action_dim: int
     """Entries of an action (``n`` for a Discrete space of ``n`` actions)."""
 
