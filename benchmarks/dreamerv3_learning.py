@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import learning
 import torch
 from common import machine
 from learning import fill_defaults, first_reaching, plot_curves, train_run
@@ -78,22 +79,12 @@ def run_name(task: str, steps: int, seed: int, tag: str | None) -> str:
     return f"{task}_{steps}steps_seed{seed}" + (f"_{tag}" if tag else "")
 
 
-RUN_NAME = re.compile(r"(?P<task>[a-z_]+?)_(?P<steps>\d+)steps_seed(?P<seed>\d+)(?:_(?P<tag>[\w-]+))?")
+RUN_NAME = re.compile(r"(?P<name>[a-z_]+?)_(?P<budget>\d+)steps_seed(?P<seed>\d+)(?:_(?P<tag>[\w-]+))?")
 
 
 def finished_runs(folder: Path, seed: int) -> dict[tuple[str, str | None], Path]:
     """The finished run with the most steps of each (task, tag) in ``folder`` (other invocations' budgets)."""
-    best: dict[tuple[str, str | None], tuple[int, Path]] = {}
-    for path in folder.glob("*steps_seed*"):
-        match = RUN_NAME.fullmatch(path.name)
-        if not match or match["task"] not in TASKS or int(match["seed"]) != seed:
-            continue
-        if not (path / "timing.json").exists():
-            continue
-        key, steps = (match["task"], match["tag"]), int(match["steps"])
-        if key not in best or steps > best[key][0]:
-            best[key] = (steps, path)
-    return {key: path for key, (_, path) in sorted(best.items(), key=lambda item: (item[0][0], item[0][1] or ""))}
+    return learning.finished_runs(folder, RUN_NAME, TASKS, seed)
 
 
 def random_return(task: str, episodes: int, seed: int) -> dict[str, float]:

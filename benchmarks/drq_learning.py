@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import learning
 import torch
 from common import machine
 from learning import fill_defaults, first_reaching, plot_curves, train_run
@@ -83,22 +84,13 @@ def run_config(args: argparse.Namespace, name: str, normalize: bool = False) -> 
     return config, repeat
 
 
-RUN_NAME = re.compile(r"(?P<name>[a-z_]+?)_(?P<frames>\d+)f_seed(?P<seed>\d+)(?:_(?P<tag>[\w-]+))?")
+RUN_NAME = re.compile(r"(?P<name>[a-z_]+?)_(?P<budget>\d+)f_seed(?P<seed>\d+)(?:_(?P<tag>[\w-]+))?")
 
 
 def finished_runs(folder: Path, seed: int) -> dict[str, Path]:
     """Result name (variant, plus ``_tag``) -> its finished run with the most frames in ``folder``."""
-    best: dict[str, tuple[int, Path]] = {}
-    for path in folder.glob("*f_seed*"):
-        match = RUN_NAME.fullmatch(path.name)
-        if not match or match["name"] not in VARIANTS or int(match["seed"]) != seed:
-            continue
-        if not (path / "timing.json").exists():
-            continue
-        name = match["name"] + (f"_{match['tag']}" if match["tag"] else "")
-        if name not in best or int(match["frames"]) > best[name][0]:
-            best[name] = (int(match["frames"]), path)
-    return {name: best[name][1] for name in sorted(best)}
+    return {name + (f"_{tag}" if tag else ""): path
+            for (name, tag), path in learning.finished_runs(folder, RUN_NAME, VARIANTS, seed).items()}
 
 
 def oracle_return(path: Path) -> dict[str, Any] | None:

@@ -11,8 +11,9 @@ agent steps converted to env frames (``action_repeat`` physics steps each).
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,25 @@ def train_run(config: Mapping[str, Any], out: Path, frames_per_step: int, device
         timing_file.write_text(json.dumps(timing, indent=1) + "\n")
     return {"curve": eval_curve(out, frames_per_step), "wall_s": timing["wall_s"], "sessions": timing["sessions"],
             "final": timing["metrics"]}
+
+
+def finished_runs(folder: Path, pattern: re.Pattern, names: Collection[str], seed: int
+                  ) -> dict[tuple[str, str | None], Path]:
+    """(name, tag) -> the finished run (``timing.json`` beside it) with the largest budget of that name and tag.
+
+    ``pattern`` matches a whole folder name with the groups ``name`` (one of
+    ``names``), ``budget``, ``seed`` (only ``seed`` counts) and ``tag``
+    (optional): each run folder of another invocation's budget or variant.
+    """
+    best: dict[tuple[str, str | None], tuple[int, Path]] = {}
+    for path in folder.iterdir() if folder.is_dir() else ():
+        match = pattern.fullmatch(path.name)
+        if not match or match["name"] not in names or int(match["seed"]) != seed:
+            continue
+        key, budget = (match["name"], match["tag"]), int(match["budget"])
+        if (path / "timing.json").exists() and (key not in best or budget > best[key][0]):
+            best[key] = (budget, path)
+    return {key: best[key][1] for key in sorted(best, key=lambda key: (key[0], key[1] or ""))}
 
 
 def first_reaching(curve: list[dict[str, float]], target: float) -> int | None:
