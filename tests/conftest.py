@@ -51,6 +51,34 @@ def same_state():
     return assert_same_state
 
 
+def assert_split_agent_run_equals_whole(config, tmp_path, updates=(6, 14)):
+    """A train-agent run of 28 steps, and one stopped at step 20 (mid-episode, with extra evaluations and videos)
+    then resumed to 28: equal metrics, checkpoints and replays. Returns the two checkpoints."""
+    import numpy as np
+    import torch
+
+    from worldrl.training.agent import train_agent
+
+    whole = train_agent(config, tmp_path / "whole", device="cpu", progress=False)
+    often = {**config["train"], "steps": 20, "eval_every": 4, "video_every": 2}
+    first = train_agent({**config, "train": often}, tmp_path / "split", device="cpu", progress=False)
+    assert first["updates"] == updates[0]
+    split = train_agent(config, tmp_path / "split", device="cpu", progress=False)
+    assert whole == split and whole["updates"] == updates[1]
+    checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split")]
+    for key in ("agent", "episodes", "histories", "returns", "agent_state", "rng"):
+        assert_same_state(checkpoints[0][key], checkpoints[1][key], key)
+    replays = [np.load(tmp_path / run / "replay_28.npz") for run in ("whole", "split")]
+    for key in replays[0].files:
+        np.testing.assert_array_equal(replays[0][key], replays[1][key], err_msg=key)
+    return checkpoints
+
+
+@pytest.fixture
+def split_run_equals_whole():
+    return assert_split_agent_run_equals_whole
+
+
 @pytest.fixture
 def seeded_rollout():
     return rollout

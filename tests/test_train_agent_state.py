@@ -7,7 +7,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 from worldrl.agents import build_agent
 from worldrl.cli import main
@@ -45,21 +44,9 @@ def test_dreamerv3_trains_on_states_evaluates_and_checkpoints(tmp_path, capsys):
     assert json.loads(result.read_text())["length"] == 12
 
 
-def test_resumed_state_run_equals_uninterrupted_run(tmp_path, same_state):
+def test_resumed_state_run_equals_uninterrupted_run(tmp_path, split_run_equals_whole):
     """20 steps, then 8 more from the checkpoint (mid-episode) equal 28 at once, as from pixels."""
-    config = tiny_config(28)
-    whole = train_agent(config, tmp_path / "whole", device="cpu", progress=False)
-    often = {**config["train"], "steps": 20, "eval_every": 4, "video_every": 2}
-    first = train_agent({**config, "train": often}, tmp_path / "split", device="cpu", progress=False)
-    assert first["updates"] == 6
-    split = train_agent(config, tmp_path / "split", device="cpu", progress=False)
-    assert whole == split and whole["updates"] == 14
-    checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split")]
-    for key in ("agent", "episodes", "histories", "returns", "agent_state", "rng"):
-        same_state(checkpoints[0][key], checkpoints[1][key], key)
-    replays = [np.load(tmp_path / run / "replay_28.npz") for run in ("whole", "split")]
-    for key in replays[0].files:
-        np.testing.assert_array_equal(replays[0][key], replays[1][key], err_msg=key)
+    split_run_equals_whole(tiny_config(28), tmp_path)
 
 
 def test_pixel_only_agents_and_viper_reject_vector_observations(tmp_path, capsys):

@@ -101,20 +101,9 @@ def test_random_actions_taken_feed_the_recurrent_state():
     assert torch.equal(agent.took(state, taken)["latent"]["deter"], state["latent"]["deter"])
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path, same_state):
+def test_resumed_run_equals_uninterrupted_run(tmp_path, split_run_equals_whole):
     """20 steps, then 8 more from the checkpoint (mid-episode: envs replay their actions, the latents are restored)
     equal 28 at once; the first part's extra evaluations and videos change nothing."""
     config = tiny_config(DMC, 28, "agent.behavior.disagreement_weight=1")
-    whole = train_agent(config, tmp_path / "whole", device="cpu", progress=False)
-    often = {**config["train"], "steps": 20, "eval_every": 4, "video_every": 2}
-    first = train_agent({**config, "train": often}, tmp_path / "split", device="cpu", progress=False)
-    assert first["updates"] == 6
-    split = train_agent(config, tmp_path / "split", device="cpu", progress=False)
-    assert whole == split and whole["updates"] == 14
-    checkpoints = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True) for run in ("whole", "split")]
+    checkpoints = split_run_equals_whole(config, tmp_path)
     assert isinstance(checkpoints[0]["agent_state"]["latent"]["deter"], torch.Tensor)
-    for key in ("agent", "episodes", "histories", "returns", "agent_state", "rng"):
-        same_state(checkpoints[0][key], checkpoints[1][key], key)
-    replays = [np.load(tmp_path / run / "replay_28.npz") for run in ("whole", "split")]
-    for key in replays[0].files:
-        np.testing.assert_array_equal(replays[0][key], replays[1][key], err_msg=key)
