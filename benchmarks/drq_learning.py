@@ -12,8 +12,11 @@ Two runs of ``worldrl train-agent --agent drq`` (through
     DrQ with RND (``--rnd``) on the VIPER reward alone: the log-likelihood
     under the video model of ``--video-model``, by default the one
     ``benchmarks/viper_reward_quality.py`` trains on cartpole_balance expert
-    videos (the oracle's best episodes; AUROC 1.0 there). The video model saw
-    frames at action repeat 2, so this run steps at action repeat 2, for
+    videos (the oracle's best episodes; AUROC 1.0 there). The expert videos
+    are recorded at action repeat 2 and the model trained on every k-th of
+    their frames (its ``train.frame_skip``, 1 by default), so this run steps
+    at action repeat 2k (``viper_reward_quality.py --video-frame-skip 4``
+    makes a model for action repeat 8, DrQ's cartpole setting), for
     ``--viper-frames`` frames. Target: a task return >= 70% of the oracle's
     (the SAC state oracle whose episodes made the expert videos).
 
@@ -61,9 +64,21 @@ VARIANTS = {"task": ("task", False), "viper_rnd": ("viper_rnd", False), "viper_r
 """Result name -> (run, VIPER reward standardised by running statistics)."""
 
 
+EXPERT_REPEAT = 2
+"""Action repeat of the expert videos (the suite's default)."""
+
+
+def viper_action_repeat(video_model: Path) -> int:
+    """The action repeat whose frames ``video_model`` scores: the expert videos' times its ``train.frame_skip``
+    (read from the training run's ``config.yaml`` beside the exported folder; 1 when there is none)."""
+    config = video_model / ".." / "config.yaml"
+    frame_skip = load_yaml(config).get("train", {}).get("frame_skip", 1) if config.is_file() else 1
+    return EXPERT_REPEAT * int(frame_skip)
+
+
 def run_config(args: argparse.Namespace, name: str, normalize: bool = False) -> tuple[dict[str, Any], int]:
     """The train-agent config of run ``name`` (``normalize``: standardised VIPER reward) and its action repeat."""
-    repeat = args.task_repeat if name == "task" else 2
+    repeat = args.task_repeat if name == "task" else viper_action_repeat(args.video_model)
     frames = args.task_frames if name == "task" else args.viper_frames
     steps = frames // repeat
     every = max(args.eval_frames // repeat, 1)

@@ -82,6 +82,9 @@ class Budget:
     tokenizer_batch: int
     video_steps: int
     video_batch: int
+    video_frame_skip: int
+    """The video model's ``train.frame_skip``: it sees every k-th recorded frame (the agent at k x the
+    expert videos' action repeat), and held-out episodes are scored on every k-th frame too."""
     heldout_expert: int
     """Held-out oracle episodes scored."""
     noisy: int
@@ -93,10 +96,12 @@ class Budget:
 
 MODES = {
     "default": Budget(oracle_steps=10_000, oracle_eval_episodes=10, pool=10, top_k=8, episode_steps=None,
-                      tokenizer_steps=300, tokenizer_batch=16, video_steps=300, video_batch=16, heldout_expert=5,
+                      tokenizer_steps=300, tokenizer_batch=16, video_steps=300, video_batch=16, video_frame_skip=1,
+                      heldout_expert=5,
                       noisy=4, noise=(0.3, 0.6, 1.0), random=5),
     "quick": Budget(oracle_steps=1_000, oracle_eval_episodes=2, pool=3, top_k=2, episode_steps=40,
-                    tokenizer_steps=10, tokenizer_batch=8, video_steps=10, video_batch=4, heldout_expert=2, noisy=2,
+                    tokenizer_steps=10, tokenizer_batch=8, video_steps=10, video_batch=4, video_frame_skip=1,
+                    heldout_expert=2, noisy=2,
                     noise=(0.3, 1.0), random=2),
 }
 
@@ -217,21 +222,24 @@ def video_model(budget: Budget, tokenizer_dir: Path, data: Path, out: Path) -> d
 
     vmq_budget = replace(vmq.MODES["default"], video_steps=budget.video_steps, batch_size=budget.video_batch)
     config = vmq.video_config("videogpt", vmq_budget, out / "codes")
+    config["train"]["frame_skip"] = budget.video_frame_skip
     metrics = train_video_model(config, tokenizer_dir, [data], out, device="cpu", progress=False)
     return {"preset": shown(vmq.VIDEO_PRESET), "steps": metrics["step"], "batch_size": budget.video_batch,
+            "frame_skip": budget.video_frame_skip,
             "eval_split": metrics["eval_split"], "val_bits_per_code": round(metrics["val_bits_per_code"], 4),
             "folder": shown(Path(metrics["video_model"]))}
 
 
-def scores(video_dir: Path, sets: dict[str, Path]) -> dict[str, Any]:
-    """VIPER returns (sum of ``ln p`` over frames t >= 1, nats) and task returns of every episode of ``sets``."""
+def scores(video_dir: Path, sets: dict[str, Path], frame_skip: int = 1) -> dict[str, Any]:
+    """VIPER returns (sum of ``ln p`` over frames t >= 1, nats) and task returns of every episode of ``sets``;
+    with ``frame_skip`` k the model scores every k-th frame (what it sees from an env at k x the action repeat)."""
     from worldrl.data.folder import EpisodeFolder
     from worldrl.wrappers.viper import relabel
 
     out = {}
     for name, folder in sets.items():
         episodes = EpisodeFolder(folder)
-        logps = relabel(episodes, video_dir, device="cpu")
+        logps = relabel(({"image": episode["image"][::frame_skip]} for episode in episodes), video_dir, device="cpu")
         out[name] = {
             "files": [info.file for info in episodes.infos],
             "task_return": [round(float(r), 3) for r in episodes.returns],
@@ -267,7 +275,8 @@ def run_task(task: str, budget: Budget, root: Path, say: Callable[[str], None]) 
     models = data / f"tok{budget.tokenizer_steps}"
     say(f"{task}: tokenizer")
     stages["tokenizer"] = stage(models, lambda: tokenizer(budget, expert_dir, models))
-    video_run = models / f"video{budget.video_steps}"
+    skip = budget.video_frame_skip
+    video_run = models / (f"video{budget.video_steps}" + (f"_skip{skip}" if skip > 1 else ""))
     say(f"{task}: video model")
     stages["video_model"] = stage(video_run, lambda: video_model(budget, models / "tokenizer", expert_dir, video_run))
     sets = policies(task, oracle_dir, budget)
@@ -280,7 +289,7 @@ def run_task(task: str, budget: Budget, root: Path, say: Callable[[str], None]) 
                                            record(task, p, c, f, s, budget, n))
     say(f"{task}: scores")
     scores_dir = video_run / "_".join(["scores", *(folder.name for folder in folders.values())])
-    scored = stage(scores_dir, lambda: scores(video_run / "video_model", folders))
+    scored = stage(scores_dir, lambda: scores(video_run / "video_model", folders, skip))
     stages["scores"] = {key: scored[key] for key in ("cpu_s", "wall_s", "cached")}
     return {"task": task, **summarize(scored["sets"]), "stages": stages, "episodes": scored["sets"]}
 
@@ -336,6 +345,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, help=f"best of them kept as expert videos (default {defaults.top_k})")
     parser.add_argument("--tokenizer-steps", type=int, help=f"default {defaults.tokenizer_steps}")
     parser.add_argument("--video-steps", type=int, help=f"default {defaults.video_steps}")
+    parser.add_argument("--video-frame-skip", type=int,
+                        help="train and score the video model on every k-th frame: for an agent at k x the expert "
+                             "videos' action repeat (default 1)")
     parser.add_argument("--noise", type=float, nargs="+", help="action noise levels (default 0.3 0.6 1.0)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench_viper"), help="cache of every stage")
     parser.add_argument("--out", help="JSON file (default: results/viper_reward_quality.json; quick: RUNS/quick.json)")
@@ -344,7 +356,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def budget_from(args: argparse.Namespace) -> Budget:
     budget = asdict(MODES["quick" if args.quick else "default"])
-    for key in ("oracle_steps", "pool", "top_k", "tokenizer_steps", "video_steps", "noise"):
+    for key in ("oracle_steps", "pool", "top_k", "tokenizer_steps", "video_steps", "video_frame_skip", "noise"):
         if getattr(args, key) is not None:
             budget[key] = tuple(args.noise) if key == "noise" else getattr(args, key)
     return Budget(**budget)

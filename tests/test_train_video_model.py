@@ -196,3 +196,24 @@ def test_two_rank_ddp_run_stays_in_sync(data, tokenizer, tmp_path):
     assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2
     assert len(list((run / "codes").glob("*/*.npy"))) == 3
     load_video_model(run / "video_model")
+
+
+def test_frame_skip_trains_on_every_kth_frame(data, tokenizer, tmp_path):
+    from worldrl.training.video_model import VideoModelTrainer
+
+    config = tiny("train.frame_skip=2", "model.stride=2", "train.steps=2", "train.sample_every=0")
+    trainer = VideoModelTrainer(config, tokenizer, data, tmp_path / "skip", "cpu", progress=False)
+    clips = trainer.train_data
+    assert (clips.stride, clips.span) == (4, 3 * 4 + 1)  # context 3 at model stride 2, every 2nd recorded frame
+    for index in (0, len(clips) - 1):
+        episode, start = clips.locate(index)
+        codes = clips.codes[episode]
+        assert torch.equal(clips[index]["codes"], torch.from_numpy(codes[start : start + 13 : 4].astype(np.int64)))
+        assert torch.equal(clips.segment(index)["codes"],
+                           torch.from_numpy(codes[start : start + 13 : 2].astype(np.int64)))
+    metrics = trainer.train()
+    assert metrics["step"] == 2 and np.isfinite(metrics["val_nats_per_code"])
+    with pytest.raises(ValueError, match="frame_skip 2 drops the skipped frames' actions"):
+        train_video_model(tiny("train.frame_skip=2", "model.action_dim=1"), tokenizer, data, tmp_path / "a", "cpu")
+    with pytest.raises(ValueError, match="frame_skip must be >= 1"):
+        train_video_model(tiny("train.frame_skip=0"), tokenizer, data, tmp_path / "b", "cpu")

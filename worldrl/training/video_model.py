@@ -16,6 +16,15 @@ afresh. Training clips are ``model.context + 1`` code frames taken every
 ``model.stride`` frames (the :class:`~worldrl.models.predictors.VideoModel`
 definition); each step minimises ``model.loss`` with AdamW.
 
+``train.frame_skip: k`` trains on every k-th recorded frame, as if the
+episodes had been recorded at k times their action repeat: a model for
+VIPER rewards in an env that steps k times coarser than the expert videos
+(e.g. videos at action repeat 2, agent at action repeat 8: ``frame_skip: 4``).
+Every one of the k phases is used, so no frame is wasted. It is a property of
+the data, not of the model (whose ``stride`` still counts its own frames), and
+needs a model without actions or heads (the skipped frames' actions and
+rewards would be dropped).
+
 An optional ``heads`` section (:class:`~worldrl.models.reward_heads.HeadsConfig`,
 e.g. ``heads: {reward: true, continue: true}``) trains a learned simulator's
 reward and continue heads on the model's per-frame features, from the
@@ -123,10 +132,12 @@ class VideoTrainConfig:
     checkpoint_every: int = 5000
     find_unused_parameters: bool = False
     """Passed to DistributedDataParallel (e.g. for action-conditioned models with action_dropout 0)."""
+    frame_skip: int = 1
+    """Train on every k-th recorded frame: the model of an env stepping k times coarser than the videos."""
 
     def __post_init__(self) -> None:
         positive = ("batch_size", "steps", "log_every", "eval_every", "eval_batches", "checkpoint_every",
-                    "encode_frames", "sample_count")
+                    "encode_frames", "sample_count", "frame_skip")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -212,11 +223,19 @@ class CodeCache:
 class CodeClips(VideoClipDataset):
     """Clips of code frames: the episode index, split and task ids of :class:`VideoClipDataset`, the frames
     from a :class:`CodeCache`. Items hold ``codes`` int64 ``[L, h, w]`` and, as configured, ``actions``
-    ``[L, A]``, ``task_id`` and (for reward heads) ``reward``, ``is_terminal`` and ``is_first`` ``[L]``."""
+    ``[L, A]``, ``task_id`` and (for reward heads) ``reward``, ``is_terminal`` and ``is_first`` ``[L]``.
+
+    With ``frame_skip`` k the model's frames are every k-th recorded one: ``stride`` (the dataset's, in
+    recorded frames) is the model's stride times k, and :meth:`segment` steps k recorded frames.
+    """
 
     codes: list[np.ndarray]
     actions: list[np.ndarray] | None = None
     signals: list[dict[str, np.ndarray]] | None = None
+
+    def __init__(self, folders: Sequence[str], model_stride: int = 1, frame_skip: int = 1, **clips: Any):
+        super().__init__(folders, stride=model_stride * frame_skip, **clips)
+        self.model_stride, self.frame_skip = model_stride, frame_skip
 
     def attach(self, cache: CodeCache, action_dim: int, signals: bool = False) -> None:
         """Read every episode's codes (and actions, checked to have ``action_dim`` entries) from the cache, and
@@ -236,9 +255,10 @@ class CodeClips(VideoClipDataset):
         return self.item(index, self.stride)
 
     def segment(self, index: int) -> dict[str, Tensor]:
-        """Item ``index`` at full frame rate: every frame of the clip's span, so that ``log_prob`` (which
-        takes consecutive frames) scores the clip frames with exactly the context training gives them."""
-        return self.item(index, 1)
+        """Item ``index`` at the model's full frame rate: every model frame of the clip's span, so that
+        ``log_prob`` (which takes consecutive frames) scores the clip frames with exactly the context training
+        gives them."""
+        return self.item(index, self.frame_skip)
 
     def item(self, index: int, step: int) -> dict[str, Tensor]:
         episode, start = self.locate(index)
@@ -360,8 +380,12 @@ class VideoModelTrainer(RunTrainer):
                     f"train.task_ids gives {len(cfg.task_ids)} ids for {len(self.data)} --data folders"
                 )
             task_ids = dict(zip(self.data, cfg.task_ids))
-        clips = {"clip_length": model["context"] + 1, "stride": model["stride"], "val_fraction": cfg.val_fraction,
-                 "with_task_id": model["num_tasks"] > 0, "task_ids": task_ids, "cache_episodes": 0}
+        if cfg.frame_skip > 1 and (model.get("action_dim") or self.config.get("heads")):
+            raise ConfigError(f"train.frame_skip {cfg.frame_skip} drops the skipped frames' actions and rewards: "
+                              "it needs a model without action_dim and without heads")
+        clips = {"clip_length": model["context"] + 1, "model_stride": model["stride"], "frame_skip": cfg.frame_skip,
+                 "val_fraction": cfg.val_fraction, "with_task_id": model["num_tasks"] > 0, "task_ids": task_ids,
+                 "cache_episodes": 0}
         train = CodeClips(self.data, split="train", **clips)
         try:
             return train, CodeClips(self.data, split="val", **clips), "val"
@@ -526,7 +550,7 @@ class VideoModelTrainer(RunTrainer):
                 batch = {key: value.to(self.device) for key, value in batch.items()}
                 with self._autocast():
                     logp = self.model.log_prob(batch["codes"], batch.get("task_id"), batch.get("actions")).frame
-                logp = logp[:, :: dataset.stride].double()
+                logp = logp[:, :: dataset.model_stride].double()
                 weight = weights[start : start + len(logp)].to(self.device).double()
                 sums += torch.stack([(logp.sum(1) * weight).sum(), (logp[:, -1] * weight).sum(), weight.sum()])
         all_reduce(sums, "sum")
