@@ -96,13 +96,17 @@ def finished_runs(folder: Path, seed: int) -> dict[tuple[str, str | None], Path]
     return learning.finished_runs(folder, RUN_NAME, TASKS, seed)
 
 
-def random_return(task: str, episodes: int, seed: int) -> dict[str, float]:
+REPEAT_KEYS = ("action_repeat", "frame_skip")
+
+
+def random_return(task: str, episodes: int, seed: int, repeat: dict[str, int]) -> dict[str, float]:
+    """A random policy's mean return on the task's env at the run's ``repeat`` (action repeat or frame skip)."""
     from worldrl.oracles import evaluate_policy_return
 
     spec = TASKS[task]
-    kwargs = {"obs_type": "state"} if task.startswith("cartpole") else spec["kwargs"]
-    result = evaluate_policy_return(spec["id"], "random", episodes, seed, kwargs)
-    return {"mean": result["mean"], "std": result["std"], "episodes": episodes}
+    kwargs = {"obs_type": "state"} if task.startswith("cartpole") else dict(spec["kwargs"])
+    result = evaluate_policy_return(spec["id"], "random", episodes, seed, {**kwargs, **repeat})
+    return {"mean": result["mean"], "std": result["std"], "episodes": episodes, **repeat}
 
 
 def parse_args() -> argparse.Namespace:
@@ -152,9 +156,12 @@ def main() -> int:
         run = train_run(config, path, repeat, args.device)
         for point in run["curve"]:
             point["env_steps"] = point["step"]
-        if task not in randoms:
-            randoms[task] = random_return(task, args.eval_episodes, args.seed + 1_000_003)
-        reference = randoms[task]
+        kwargs = config["env"].get("kwargs") or {}
+        repeat_kwargs = {key: kwargs[key] for key in REPEAT_KEYS if key in kwargs}
+        key = f"{task} {sorted(repeat_kwargs.items())}"
+        if key not in randoms:
+            randoms[key] = random_return(task, args.eval_episodes, args.seed + 1_000_003, repeat_kwargs)
+        reference = randoms[key]
         runs[name] = {"task": task, "tag": tag, "env": spec["id"], "frames_per_step": repeat,
                       "run": str(path), "config": config, "random": reference, **run}
         returns = [p["task_return"] for p in run["curve"]]

@@ -103,9 +103,16 @@ RUN_NAME = re.compile(r"(?P<name>[a-z_]+?)_(?P<budget>\d+)f_seed(?P<seed>\d+)(?:
 
 
 def finished_runs(folder: Path, seed: int) -> dict[str, Path]:
-    """Result name (variant, plus ``_tag``) -> its finished run with the most frames in ``folder``."""
-    return {name + (f"_{tag}" if tag else ""): path
-            for (name, tag), path in learning.finished_runs(folder, RUN_NAME, VARIANTS, seed).items()}
+    """Result name (variant, plus ``_tag``, plus ``_seed<s>`` for seeds other than ``seed``) -> its finished run
+    with the most frames in ``folder``."""
+    matches = [RUN_NAME.fullmatch(path.name) for path in folder.iterdir()] if folder.is_dir() else []
+    others = sorted({int(match["seed"]) for match in matches if match} - {seed})
+    runs = {}
+    for run_seed in [seed, *others]:
+        suffix = "" if run_seed == seed else f"_seed{run_seed}"
+        runs.update({name + (f"_{tag}" if tag else "") + suffix: path
+                     for (name, tag), path in learning.finished_runs(folder, RUN_NAME, VARIANTS, run_seed).items()})
+    return runs
 
 
 def oracle_return(path: Path) -> dict[str, Any] | None:
@@ -207,8 +214,9 @@ def main() -> int:
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "env": ENV, "summary": summary, "reference": reference,
               "runs_not_run": {name: why for name, why in not_run.items() if name not in runs},
-              "runs_note": ("every finished run in the runs folder (the most frames of each variant and --tag), "
-                            "each with the config it was trained with"),
+              "runs_note": ("every finished run in the runs folder (the most frames of each variant, --tag and "
+                            "seed; names end in _seed<s> for seeds other than --seed), each with the config it was "
+                            "trained with"),
               "note": ("Curves: mean task return of deterministic evaluation episodes against env frames (physics "
                        "steps: agent steps x action repeat). One torch thread per run; wall seconds include "
                        "evaluation and checkpoints and were measured on a shared 2-core machine."),

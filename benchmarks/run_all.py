@@ -140,7 +140,9 @@ def drq_learning_rows(data: dict) -> list[Row]:
 
 
 def dreamerv3_learning_rows(data: dict) -> list[Row]:
-    rows = [(f"dreamerv3 {task} ({entry['env_steps'] // 1000}k env steps, {entry['wall_s'] / 60:.0f} min): eval "
+    rows = [(f"dreamerv3 {task} ({entry['env_steps'] // 1000}k env steps"
+             + (f" = {entry['frames'] // 1000}k frames" if "frames" in entry else "")
+             + f", {entry['wall_s'] / 60:.0f} min): eval "
              f"return by env steps (random {entry['random']:.1f})",
              _curve_text(data["runs"][task]["curve"], "step"), entry["target"])
             for task, entry in data["summary"].items()]
