@@ -29,7 +29,9 @@ on the same env is measured for reference.
 Writes ``benchmarks/results/dreamerv3_learning.json`` (``--quick``:
 ``benchmarks/results/quick/``) and the curves as ``dreamerv3_learning.png``.
 The JSON reports every finished run in ``--runs`` (the longest of each task
-and variant), so ``--only`` trains one task and the others are read back.
+and variant), so ``--only`` trains one task and the others are read back;
+runs of the JSON already written that are not in ``--runs`` (a fresh
+checkout holds no run folders) are carried over as they were measured.
 ``--set KEY=VALUE`` trains a variant (e.g.
 ``agent.world_model.rssm_inputs=separate``) in folders named with ``--tag``.
 """
@@ -113,6 +115,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few hundred steps per task: a smoke test")
     parser.add_argument("--only", choices=sorted(TASKS), help="train only this task")
+    parser.add_argument("--no-train", action="store_true",
+                        help="train nothing: rewrite the JSON and the plot from finished and carried runs")
     parser.add_argument("--steps", type=int, help=f"env steps per task (default {BUDGET})")
     parser.add_argument("--eval-every", type=int, help="env steps between evaluations (default 10000)")
     parser.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 5)")
@@ -141,29 +145,33 @@ def main() -> int:
     if args.tag and not re.fullmatch(r"[A-Za-z0-9-]+", args.tag):
         sys.exit(f"--tag {args.tag!r}: use letters, digits and '-'")
     folder = args.runs / mode
-    for task in [args.only] if args.only else list(TASKS):
+    for task in [] if args.no_train else [args.only] if args.only else list(TASKS):
         path = folder / run_name(task, args.steps, args.seed, args.tag)
         print(f"== {task}: {path}", flush=True)
         config = run_config(args, task)
         train_run(config, path, frames_per_step(config, task), args.device)
     runs: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
-    randoms: dict[str, dict[str, float]] = {}
     for (task, tag), path in finished_runs(folder, args.seed).items():
-        spec, name = TASKS[task], task + (f"_{tag}" if tag else "")
         config = load_yaml(path / "config.yaml")
-        steps, repeat = config["train"]["steps"], frames_per_step(config, task)
+        repeat = frames_per_step(config, task)
         run = train_run(config, path, repeat, args.device)
         for point in run["curve"]:
             point["env_steps"] = point["step"]
+        runs[task + (f"_{tag}" if tag else "")] = {"task": task, "tag": tag, "env": TASKS[task]["id"],
+                                                   "frames_per_step": repeat, "run": str(path), "config": config,
+                                                   **run}
+    carried = learning.carry_over(out, runs)
+    summary: dict[str, Any] = {}
+    randoms: dict[str, dict[str, float]] = {}
+    for name, run in sorted(runs.items()):
+        task, config = run["task"], run["config"]
+        spec, steps, repeat = TASKS[task], config["train"]["steps"], run["frames_per_step"]
         kwargs = config["env"].get("kwargs") or {}
         repeat_kwargs = {key: kwargs[key] for key in REPEAT_KEYS if key in kwargs}
         key = f"{task} {sorted(repeat_kwargs.items())}"
         if key not in randoms:
             randoms[key] = random_return(task, args.eval_episodes, args.seed + 1_000_003, repeat_kwargs)
-        reference = randoms[key]
-        runs[name] = {"task": task, "tag": tag, "env": spec["id"], "frames_per_step": repeat,
-                      "run": str(path), "config": config, "random": reference, **run}
+        reference = run["random"] = randoms[key]
         returns = [p["task_return"] for p in run["curve"]]
         entry: dict[str, Any] = {"env_steps": steps, "frames": steps * repeat,
                                  "best_return": max(returns, default=None),
@@ -182,12 +190,15 @@ def main() -> int:
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "preset": args.preset, "summary": summary,
               "tasks_not_run": [task for task in TASKS if not any(run["task"] == task for run in runs.values())],
+              "carried_runs": carried,
               "note": ("Every finished run in the runs folder, each with the config it was trained with (variants "
                        "by --set carry their --tag in the name). Curves: mean task return of evaluation episodes "
                        "(the policy's mode) against env steps (agent steps) and frames. One torch thread per run; "
                        "wall seconds include evaluation and checkpoints and were measured on a shared 2-core "
-                       "machine."),
-              "runs": runs}
+                       "machine. carried_runs were measured earlier, on a checkout whose run folders are not "
+                       "here: each keeps its curve, config and wall-clock, with carried_from the date of that "
+                       "result and measured_on its machine."),
+              "runs": dict(sorted(runs.items()))}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     plot_curves({task: [{**p, "frames": p["step"]} for p in run["curve"]] for task, run in runs.items()},

@@ -32,7 +32,8 @@ Writes ``benchmarks/results/drq_learning.json`` (``--quick``:
 configs and the machine, and the curves as ``drq_learning.png``. Runs not
 finished are listed as such; ``--only`` runs one of them (two invocations can
 train both in parallel on two cores; a third without ``--only`` only reads
-them back).
+them back). Runs of the JSON already written that are not in ``--runs`` (a
+fresh checkout holds no run folders) are carried over as they were measured.
 """
 
 from __future__ import annotations
@@ -85,8 +86,11 @@ def run_config(args: argparse.Namespace, name: str, normalize: bool = False) -> 
     env: dict[str, Any] = {"id": ENV, "kwargs": {"size": 64, "action_repeat": repeat}}
     if name == "viper_rnd":
         env.update(reward="viper", video_model=str(args.video_model))
-        if normalize:
-            env["viper"] = {"normalize": True}
+        viper = {"normalize": True} if normalize else {}
+        if args.viper_scale != 1.0:
+            viper["scale"] = args.viper_scale
+        if viper:
+            env["viper"] = viper
     preset = load_yaml(args.preset)
     config = merge(preset, {
         "agent": {"rnd": name == "viper_rnd", "bf16": args.bf16},
@@ -123,10 +127,20 @@ def oracle_return(path: Path) -> dict[str, Any] | None:
     return {"mean": entry["eval"]["mean"], "std": entry["eval"]["std"], "steps": entry["steps"], "file": str(file)}
 
 
-def random_return(episodes: int, seed: int) -> dict[str, float]:
+def carried_oracle(result_file: Path) -> dict[str, Any] | None:
+    """The oracle's return recorded in the earlier ``result_file`` (its run folder is not on this checkout)."""
+    if not result_file.is_file():
+        return None
+    previous = json.loads(result_file.read_text())
+    oracle = previous.get("reference", {}).get("oracle")
+    return oracle and {**oracle, "carried_from": oracle.get("carried_from", previous.get("date"))}
+
+
+def random_return(episodes: int, seed: int, action_repeat: int = EXPERT_REPEAT) -> dict[str, float]:
     from worldrl.oracles import evaluate_policy_return
 
-    result = evaluate_policy_return(ENV, "random", episodes, seed, {"obs_type": "state"})
+    kwargs = {"obs_type": "state", "action_repeat": action_repeat}
+    result = evaluate_policy_return(ENV, "random", episodes, seed, kwargs)
     return {"mean": result["mean"], "std": result["std"], "episodes": episodes}
 
 
@@ -134,6 +148,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few thousand frames per run: a smoke test")
     parser.add_argument("--only", choices=RUNS, help="train only this run (others are read back if finished)")
+    parser.add_argument("--no-train", action="store_true",
+                        help="train nothing: rewrite the JSON and the plot from finished and carried runs")
     parser.add_argument("--task-frames", type=int, help="env frames of the task-reward run (default 100000)")
     parser.add_argument("--viper-frames", type=int, help="env frames of the VIPER+RND run (default 100000)")
     parser.add_argument("--eval-frames", type=int, help="frames between evaluations (default 10000)")
@@ -146,6 +162,9 @@ def parse_args() -> argparse.Namespace:
                         help="action repeat of the task-reward run (default 8; 2 compares with the VIPER runs)")
     parser.add_argument("--viper-normalize", action="store_true",
                         help="standardise the VIPER reward by running statistics (env.viper.normalize)")
+    parser.add_argument("--viper-scale", type=float, default=1.0,
+                        help="multiply the log-likelihood by this fixed factor (env.viper.scale; a stationary "
+                             "alternative to --viper-normalize; give the variant a --tag)")
     parser.add_argument("--tag", help="suffix of the trained run's folder and result name, e.g. the video model's "
                         "budget (letters, digits, -)")
     parser.add_argument("--bf16", action="store_true")
@@ -166,7 +185,7 @@ def main() -> int:
     mode = "quick" if args.quick else "default"
     folder = args.runs / mode
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / "drq_learning.json"
-    wanted = [args.only] if args.only else list(RUNS)
+    wanted = [] if args.no_train else [args.only] if args.only else list(RUNS)
     not_run = {name: "not selected and not finished" for name in VARIANTS}
     if "viper_rnd" in wanted and not args.video_model.is_dir():
         message = (f"{args.video_model}: no video model; run `python benchmarks/viper_reward_quality.py --tasks "
@@ -191,8 +210,11 @@ def main() -> int:
         repeat = config["env"]["kwargs"]["action_repeat"]
         runs[name] = {"action_repeat": repeat, "frames": config["train"]["steps"] * repeat, "run": str(path),
                       "config": config, **train_run(config, path, repeat, args.device)}
-    oracle = oracle_return(args.oracle_run)
-    reference = {"random": random_return(args.eval_episodes, args.seed + 1_000_003), "oracle": oracle}
+    carried = learning.carry_over(out, runs)
+    oracle = oracle_return(args.oracle_run) or carried_oracle(out)
+    reference = {"random": random_return(args.eval_episodes, args.seed + 1_000_003), "oracle": oracle,
+                 "random_by_action_repeat": {repeat: random_return(args.eval_episodes, args.seed + 1_000_003, repeat)
+                                             for repeat in sorted({run["action_repeat"] for run in runs.values()})}}
     summary: dict[str, Any] = {}
     if "task" in runs:
         curve = runs["task"]["curve"]
@@ -207,6 +229,9 @@ def main() -> int:
         curve = runs[name]["curve"]
         best = max((p["task_return"] for p in curve), default=float("nan"))
         summary[name] = {"best_return": best, "final_return": curve[-1]["task_return"] if curve else None,
+                         "action_repeat": runs[name]["action_repeat"],
+                         "random_at_action_repeat": reference["random_by_action_repeat"][
+                             runs[name]["action_repeat"]]["mean"],
                          "fraction_of_oracle_best": best / oracle["mean"],
                          "fraction_of_oracle_final": curve[-1]["task_return"] / oracle["mean"] if curve else None,
                          "target": f">= {VIPER_FRACTION_TARGET:.0%} of the oracle's return",
@@ -214,25 +239,31 @@ def main() -> int:
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "env": ENV, "summary": summary, "reference": reference,
               "runs_not_run": {name: why for name, why in not_run.items() if name not in runs},
+              "carried_runs": carried,
               "runs_note": ("every finished run in the runs folder (the most frames of each variant, --tag and "
                             "seed; names end in _seed<s> for seeds other than --seed), each with the config it was "
-                            "trained with"),
+                            "trained with; carried_runs (and an oracle with carried_from) were measured earlier, "
+                            "on a checkout whose run folders are not here, and keep their curves as measured, with "
+                            "carried_from the date and measured_on the machine of that result"),
               "note": ("Curves: mean task return of deterministic evaluation episodes against env frames (physics "
                        "steps: agent steps x action repeat). One torch thread per run; wall seconds include "
                        "evaluation and checkpoints and were measured on a shared 2-core machine."),
               "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    lines = {"random": reference["random"]["mean"]}
+    lines = {f"random, action repeat {repeat}": entry["mean"]
+             for repeat, entry in reference["random_by_action_repeat"].items()}
     if oracle:
         lines["oracle"] = oracle["mean"]
     plot_curves({name: run["curve"] for name, run in runs.items()}, out.with_suffix(".png"),
                 "DrQ on cartpole_balance (pixels)", lines)
-    print(f"\n{'run':14} {'frames':>7} {'best':>7} {'final':>7} {'wall s':>7}")
+    print(f"\n{'run':26} {'frames':>7} {'best':>7} {'final':>7} {'wall s':>7}")
     for name, run in runs.items():
         returns = [p["task_return"] for p in run["curve"]] or [float("nan")]
-        print(f"{name:14} {run['frames']:7d} {max(returns):7.1f} {returns[-1]:7.1f} {run['wall_s']:7.0f}")
-    print(f"random {reference['random']['mean']:.1f}; oracle {oracle['mean'] if oracle else float('nan'):.1f}")
+        print(f"{name:26} {run['frames']:7d} {max(returns):7.1f} {returns[-1]:7.1f} {run['wall_s']:7.0f}")
+    randoms = ", ".join(f"{entry['mean']:.1f} at action repeat {repeat}"
+                        for repeat, entry in reference["random_by_action_repeat"].items())
+    print(f"random {randoms}; oracle {oracle['mean'] if oracle else float('nan'):.1f}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 

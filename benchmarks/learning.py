@@ -79,6 +79,29 @@ def finished_runs(folder: Path, pattern: re.Pattern, names: Collection[str], see
     return {key: best[key][1] for key in sorted(best, key=lambda key: (key[0], key[1] or ""))}
 
 
+def carry_over(result_file: Path, runs: dict[str, Any]) -> list[str]:
+    """Add to ``runs`` each run of the earlier ``result_file`` that is not among them; returns their names.
+
+    Run folders live under the git-ignored ``runs/``, so a fresh checkout (or
+    another machine) holds none of the runs behind the committed JSON.
+    Rewriting it from the local runs alone would drop measured results; a
+    carried run keeps its curve and config as measured, with
+    ``carried_from`` (the date of the result it came from) and
+    ``measured_on`` (that result's machine). A run finished here replaces the
+    carried one of the same name.
+    """
+    if not result_file.is_file():
+        return []
+    previous = json.loads(result_file.read_text())
+    carried = []
+    for name, run in previous.get("runs", {}).items():
+        if name not in runs:
+            runs[name] = {**run, "carried_from": run.get("carried_from", previous.get("date")),
+                          "measured_on": run.get("measured_on", previous.get("machine"))}
+            carried.append(name)
+    return carried
+
+
 def first_reaching(curve: list[dict[str, float]], target: float) -> int | None:
     """The frames of the first evaluation whose mean task return is at least ``target`` (None: never)."""
     return next((point["frames"] for point in curve if point["task_return"] >= target), None)
@@ -102,7 +125,7 @@ def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title:
     axes.set_xlabel(xlabel)
     axes.set_ylabel("evaluation task return")
     axes.set_title(title)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

@@ -128,12 +128,15 @@ def _curve_text(curve: list[dict], key: str = "frames") -> str:
 
 def drq_learning_rows(data: dict) -> list[Row]:
     rows = []
+    randoms = data["reference"].get("random_by_action_repeat", {})
     for name, run in data["runs"].items():
-        target = ">= 800 within 100k frames" if name == "task" else ">= 70% of the oracle's return"
+        target = ">= 800 within 100k frames" if name.startswith("task") else ">= 70% of the oracle's return"
         done = data["summary"].get(name, {})
         fraction = f"; {done['fraction_of_oracle_best']:.0%} of oracle" if "fraction_of_oracle_best" in done else ""
+        random = randoms.get(str(run["action_repeat"]))
+        random_text = f", random {random['mean']:.0f}" if random else ""
         rows.append((f"drq {name} (action repeat {run['action_repeat']}, {run['frames'] // 1000}k frames, "
-                     f"{run['wall_s'] / 60:.0f} min): eval task return by frames",
+                     f"{run['wall_s'] / 60:.0f} min{random_text}): eval task return by frames",
                      f"{_curve_text(run['curve'])}{fraction}", target))
     rows += [(f"drq {name}", f"not run: {why}", "-") for name, why in data.get("runs_not_run", {}).items()]
     return rows

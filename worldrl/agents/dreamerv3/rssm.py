@@ -102,13 +102,15 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": self._sample(logits, generator, temperature), "logits": logits}
 
     def obs_step(self, state: State, action: Tensor, embed_proj: Tensor, is_first: Tensor,
-                 generator: torch.Generator | None = None, temperature: float = 1.0) -> tuple[State, State]:
+                 generator: torch.Generator | None = None, temperature: float = 1.0,
+                 initial: State | None = None) -> tuple[State, State]:
         """(posterior, prior) for one step; rows with ``is_first`` restart from :meth:`initial` with a zero action.
 
-        ``embed_proj`` is :meth:`project_embed` of the encoder's output.
+        ``embed_proj`` is :meth:`project_embed` of the encoder's output;
+        ``initial`` is :meth:`initial` of the batch when the caller already has it (a sequence computes it once).
         """
         keep = (~is_first).float()[:, None]
-        init = self.initial(len(is_first))
+        init = self.initial(len(is_first)) if initial is None else initial
         state = {key: value * self._expand(keep, value) + init[key] * self._expand(1 - keep, value)
                  for key, value in state.items()}
         prior = self.img_step(state, action * keep, generator, temperature)
@@ -126,11 +128,13 @@ class RSSM(nn.Module):
     def observe(self, embed: Tensor, action: Tensor, is_first: Tensor, state: State | None = None,
                 generator: torch.Generator | None = None) -> tuple[State, State]:
         """Posterior and prior states ``[B, T, ...]`` of a batch of sequences ``embed [B, T, E]``."""
-        state = self.initial(embed.shape[0]) if state is None else state
+        initial = self.initial(embed.shape[0])
+        state = initial if state is None else state
         embed_proj = self.project_embed(embed)
         posts, priors = [], []
         for t in range(embed.shape[1]):
-            state, prior = self.obs_step(state, action[:, t], embed_proj[:, t], is_first[:, t], generator)
+            state, prior = self.obs_step(state, action[:, t], embed_proj[:, t], is_first[:, t], generator,
+                                         initial=initial)
             posts.append(state)
             priors.append(prior)
         return stack_states(posts, 1), stack_states(priors, 1)
