@@ -26,8 +26,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-Row = tuple[str, str, str]
-"""(figure, measured, target)"""
+Row = tuple[str, str, str] | tuple[str, str, str, dict[str, Any], str]
+"""(figure, measured, target), plus (machine, date) where a figure was measured elsewhere than the JSON's run (a
+learning benchmark's carried runs)."""
+
+
+def measured_where(run: dict[str, Any]) -> tuple[()] | tuple[dict[str, Any], str]:
+    """A carried run's (machine, date) to append to its rows; nothing for a run measured with its JSON."""
+    return (run["measured_on"], run.get("carried_from", "")) if run.get("measured_on") else ()
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def drq_learning_rows(data: dict) -> list[Row]:
         random_text = f", random {random['mean']:.0f}" if random else ""
         rows.append((f"drq {name} (action repeat {run['action_repeat']}, {run['frames'] // 1000}k frames, "
                      f"{run['wall_s'] / 60:.0f} min{random_text}): eval task return by frames",
-                     f"{_curve_text(run['curve'])}{fraction}", target))
+                     f"{_curve_text(run['curve'])}{fraction}", target, *measured_where(run)))
     rows += [(f"drq {name}", f"not run: {why}", "-") for name, why in data.get("runs_not_run", {}).items()]
     return rows
 
@@ -147,7 +153,7 @@ def dreamerv3_learning_rows(data: dict) -> list[Row]:
              + (f" = {entry['frames'] // 1000}k frames" if "frames" in entry else "")
              + f", {entry['wall_s'] / 60:.0f} min): eval "
              f"return by env steps (random {entry['random']:.1f})",
-             _curve_text(data["runs"][task]["curve"], "step"), entry["target"])
+             _curve_text(data["runs"][task]["curve"], "step"), entry["target"], *measured_where(data["runs"][task]))
             for task, entry in data["summary"].items()]
     return rows + [(f"dreamerv3 {task}", "not run", "-") for task in data.get("tasks_not_run", [])]
 
@@ -261,14 +267,18 @@ def script_rows(script: Script, results: Path, machines: dict[str, str], run: di
         why = f" ({run['status']})" if run and run["status"] != "ok" else ""
         return [f"| {script.name} | not run{why}: no `{file.name}` | | | |"]
     data = json.loads(file.read_text())
-    label = machine_label(data.get("machine"))
-    key = machines.setdefault(label, f"M{len(machines) + 1}")
-    date = data.get("date", "")
+    def machine_key(machine: dict[str, Any] | None) -> str:
+        return machines.setdefault(machine_label(machine), f"M{len(machines) + 1}")
+
     try:
         rows = script.rows(data)
     except (KeyError, TypeError, ZeroDivisionError) as error:
-        return [f"| {script.name} | unreadable result (missing {error}) | | | {key} |"]
-    return [f"| {script.name} | {figure} | {measured} | {target} | {key} {date} |" for figure, measured, target in rows]
+        return [f"| {script.name} | unreadable result (missing {error}) | | | {machine_key(data.get('machine'))} |"]
+    lines = []
+    for figure, measured, target, *where in rows:
+        machine, date = where if where else (data.get("machine"), data.get("date", ""))
+        lines.append(f"| {script.name} | {figure} | {measured} | {target} | {machine_key(machine)} {date} |")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
