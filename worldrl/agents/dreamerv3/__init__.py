@@ -47,8 +47,11 @@ differs from both (each is a config value unless said otherwise):
   gives ``h``, ``z`` and the action a dense layer each before the GRU (default
   ``joint``: one layer of ``[z, a]``, where a 1-D action is one input among
   hundreds).
-- No ``torch.compile`` yet; ``bf16`` switches on bf16 autocast (losses and
-  distributions stay float32).
+- No ``torch.compile``: on a 2-core CPU it made the CPU preset's world-model
+  update 1.1x faster after 2 minutes of compiling (the convolutions dominate),
+  and the actor and critic losses, differentiated separately from one
+  imagined graph, would need it kept alive. ``bf16`` switches on bf16
+  autocast (losses and distributions stay float32).
 """
 
 from worldrl.agents.dreamerv3.agent import DreamerV3
