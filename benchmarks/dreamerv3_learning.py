@@ -201,10 +201,11 @@ def main() -> int:
               "runs": dict(sorted(runs.items()))}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    plot_curves({task: [{**p, "frames": p["step"]} for p in run["curve"]] for task, run in runs.items()},
-                out.with_suffix(".png"), "DreamerV3, task reward",
-                {f"{run['env'].split('/')[-1]} random": run["random"]["mean"] for run in runs.values()},
-                xlabel="env steps")
+    randoms_by_name = {f"{run['task'].split('_')[0]} random, x{run['frames_per_step']}": run["random"]["mean"]
+                       for run in runs.values()}
+    plot_curves({name: run["curve"] for name, run in runs.items()}, out.with_suffix(".png"),
+                "DreamerV3, task reward", randoms_by_name, xlabel="env frames (agent steps x action repeat)",
+                panel=lambda name: f"DreamerV3 on {name.split('_')[0].split(' ')[0]}, task reward")
     print(f"\n{'run':24} {'steps':>7} {'best':>7} {'final':>7} {'random':>7} {'wall s':>7} met")
     for task, entry in summary.items():
         print(f"{task:24} {entry['env_steps']:7d} {entry['best_return'] or float('nan'):7.1f} "

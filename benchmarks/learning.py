@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,24 +108,31 @@ def first_reaching(curve: list[dict[str, float]], target: float) -> int | None:
 
 
 def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title: str,
-                lines: Mapping[str, float] = {}, xlabel: str = "env frames") -> None:
+                lines: Mapping[str, float] = {}, xlabel: str = "env frames",
+                panel: Callable[[str], str] | None = None) -> None:
     """Mean evaluation task return against ``frames`` (labelled ``xlabel``), one line per run, with horizontal
-    reference ``lines``."""
+    reference ``lines``. ``panel`` maps a run or line name to its subplot (e.g. the task, whose returns have
+    their own scale); by default all share one."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6, 4))
-    axes = figure.add_subplot()
-    for name, curve in curves.items():
-        if curve:
-            axes.plot([p["frames"] for p in curve], [p["task_return"] for p in curve], marker="o", label=name)
-    for name, value in lines.items():
-        axes.axhline(value, linestyle="--", linewidth=1, color="gray")
-        axes.annotate(name, (0, value), xycoords=("axes fraction", "data"), textcoords="offset points",
-                      xytext=(2, 2), fontsize=8, color="gray")
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("evaluation task return")
-    axes.set_title(title)
-    axes.legend(loc="best", fontsize=8)
+    panel = panel or (lambda name: title)
+    names = list(dict.fromkeys(panel(name) for name in curves))
+    figure = Figure(figsize=(6 * len(names), 4))
+    for index, panel_name in enumerate(names):
+        axes = figure.add_subplot(1, len(names), index + 1)
+        for name, curve in curves.items():
+            if curve and panel(name) == panel_name:
+                axes.plot([p["frames"] for p in curve], [p["task_return"] for p in curve], marker="o", label=name)
+        for name, value in lines.items():
+            if panel(name) != panel_name:
+                continue
+            axes.axhline(value, linestyle="--", linewidth=1, color="gray")
+            axes.annotate(name, (0, value), xycoords=("axes fraction", "data"), textcoords="offset points",
+                          xytext=(2, 2), fontsize=8, color="gray")
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel("evaluation task return")
+        axes.set_title(panel_name)
+        axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
