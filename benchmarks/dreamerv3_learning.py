@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -184,8 +185,11 @@ def main() -> int:
                          frames_to_target=frames, met=reached is not None and reached <= BUDGET,
                          met_within_budget_in_frames=frames is not None and frames <= BUDGET)
         else:
-            entry.update(target=f"better than random within {BUDGET} env steps",
-                         met=bool(returns) and max(returns) > reference["mean"] and steps <= BUDGET)
+            margin = 2 * reference["std"] / math.sqrt(reference["episodes"])
+            entry.update(target=f"better than random (by 2 standard errors of its mean, {margin:.2f}) within "
+                                f"{BUDGET} env steps",
+                         better_than=reference["mean"] + margin,
+                         met=bool(returns) and max(returns) > reference["mean"] + margin and steps <= BUDGET)
         summary[name] = entry
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "mode": mode, "preset": args.preset, "summary": summary,
