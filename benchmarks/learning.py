@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ def eval_curve(run: Path, frames_per_step: int) -> list[dict[str, float]]:
     """``[{"frames", "step", "task_return", "task_return_std"}]`` from the run's TensorBoard evaluation scalars."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    # Runs resumed before the trainer purged from the step after its checkpoint (not the checkpoint's own)
+    # would lose the evaluation at the checkpoint; without the purge, a step evaluated twice keeps the last.
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0}, purge_orphaned_data=False)
     events.Reload()
     if "eval/task_return" not in events.Tags()["scalars"]:
         return []
@@ -43,21 +44,38 @@ def eval_curve(run: Path, frames_per_step: int) -> list[dict[str, float]]:
 def train_run(config: Mapping[str, Any], out: Path, frames_per_step: int, device: str = "auto") -> dict[str, Any]:
     """Train (or resume, or just read) the run in ``out``; its curve, final metrics and wall-clock seconds.
 
-    Wall-clock seconds add up over resumed sessions (``timing.json`` beside the run).
+    ``timing.json`` beside the run marks it finished. Wall-clock seconds are
+    :func:`session_seconds`, so a session killed before it finished counts too.
     """
     from worldrl.training.agent import train_agent
 
     timing_file = out / "timing.json"
-    timing = json.loads(timing_file.read_text()) if timing_file.exists() else {"wall_s": 0.0, "sessions": 0}
+    timing = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     if not timing.get("finished"):
-        started = time.perf_counter()
         metrics = train_agent(config, out, device=device)
-        timing = {"wall_s": timing["wall_s"] + time.perf_counter() - started, "sessions": timing["sessions"] + 1,
-                  "finished": True, "metrics": metrics}
+        timing = {"finished": True, "metrics": metrics}
         out.mkdir(parents=True, exist_ok=True)
         timing_file.write_text(json.dumps(timing, indent=1) + "\n")
-    return {"curve": eval_curve(out, frames_per_step), "wall_s": timing["wall_s"], "sessions": timing["sessions"],
+    wall_s, sessions = session_seconds(out)
+    return {"curve": eval_curve(out, frames_per_step), "wall_s": wall_s, "sessions": sessions,
             "final": timing["metrics"]}
+
+
+def session_seconds(run: Path) -> tuple[float, int]:
+    """(wall-clock seconds, sessions) of a run: each session's first to last TensorBoard event, summed.
+
+    Every session (the first and each resume) writes its own event file, so
+    a session killed with SIGKILL still counts up to its last logged event;
+    the time between sessions does not count.
+    """
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    total, sessions = 0.0, 0
+    for path in sorted((run / "tb").glob("events.out.tfevents.*")):
+        times = [event.wall_time for event in EventFileLoader(str(path)).Load()]
+        if times:
+            total, sessions = total + max(times) - min(times), sessions + 1
+    return total, sessions
 
 
 def finished_runs(folder: Path, pattern: re.Pattern, names: Collection[str], seed: int

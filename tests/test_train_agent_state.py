@@ -104,3 +104,15 @@ def test_replay_without_images_stores_states_samples_saves_and_loads(tmp_path):
         ReplayBuffer(100, None, 2)
     with pytest.raises(ValueError, match="episode_dir needs image_shape"):
         ReplayBuffer(100, None, 2, state_dim=2, episode_dir=tmp_path / "episodes")
+
+
+def test_resumed_run_keeps_the_evaluation_logged_at_its_checkpoint(tmp_path):
+    """TensorBoard purges only what a killed session logged after its checkpoint, not the evaluation before it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run, every = tmp_path / "run", ["train.eval_every=8", "train.checkpoint_every=8"]
+    train_agent(tiny_config(16, *every), run, device="cpu", progress=False)
+    train_agent(tiny_config(24, *every), run, device="cpu", progress=False)
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [event.step for event in events.Scalars("eval/task_return")] == [8, 16, 24]

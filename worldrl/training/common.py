@@ -295,7 +295,9 @@ class RunTrainer:
 
         if checkpoint is None or not config_differences(checkpoint["config"], self.config, self.resumable_keys):
             self._write_config()
-        self.writer = SummaryWriter(str(self.out / TENSORBOARD_DIR), purge_step=self.step or None)
+        # TensorBoard drops what a killed session logged after its last checkpoint; what it logged at the
+        # checkpoint's step (evaluations included) came before the save, so it stays.
+        self.writer = SummaryWriter(str(self.out / TENSORBOARD_DIR), purge_step=self.step + 1 if self.step else None)
 
     def _restore_rng(self, states: list[dict[str, Any]]) -> None:
         """Continue this rank's RNG states; from a checkpoint of another world size, reseed (and say so)."""

@@ -1,0 +1,32 @@
+"""``benchmarks/learning.py``: the evaluation curve and wall-clock of a run killed and resumed."""
+
+import sys
+import time
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from learning import eval_curve, session_seconds  # noqa: E402
+
+
+def test_killed_and_resumed_run_keeps_every_evaluation_and_counts_each_session(tmp_path):
+    """Session 1 evaluates at steps 10 and 20 and dies at 25; session 2 resumes from step 20, as an older trainer
+    did (purging from the checkpoint's step), and evaluates at 30. Each session ran 100 and 50 s."""
+    start = time.time()
+    first = SummaryWriter(str(tmp_path / "tb"))
+    for step in (10, 20):
+        first.add_scalar("eval/task_return", step, step, walltime=start + 5 * step)
+        first.add_scalar("eval/task_return_std", 1.0, step, walltime=start + 5 * step)
+    first.add_scalar("train/loss", 1.0, 25, walltime=start + 100)
+    first.close()
+    second = SummaryWriter(str(tmp_path / "tb"), purge_step=20)
+    second.add_scalar("train/loss", 1.0, 22, walltime=start + 25)
+    second.add_scalar("eval/task_return", 30, 30, walltime=start + 50)
+    second.close()
+
+    curve = eval_curve(tmp_path, frames_per_step=4)
+    assert [(point["step"], point["frames"], point["task_return"]) for point in curve] == [
+        (10, 40, 10), (20, 80, 20), (30, 120, 30)]
+    seconds, sessions = session_seconds(tmp_path)
+    assert sessions == 2 and abs(seconds - 150) < 5  # the two sessions' spans; the gap between them does not count
