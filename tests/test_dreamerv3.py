@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from worldrl.agents.dreamerv3 import DreamerV3, load_dreamerv3_config
-from worldrl.agents.dreamerv3.behavior import ReturnNormalizer, lambda_returns
+from worldrl.agents.dreamerv3.behavior import ActorCritic, ReturnNormalizer, lambda_returns
 from worldrl.agents.dreamerv3.networks import OneHotCategorical, TwoHot, symexp, symlog, symlog_bins, two_hot
 from worldrl.agents.dreamerv3.plan2explore import Plan2Explore
 from worldrl.agents.dreamerv3.rssm import RSSM
@@ -260,3 +260,24 @@ def test_state_dict_round_trip_gives_identical_actions_and_updates(cartpole_batc
         torch.manual_seed(11)
         results.append(model.train_step(cartpole_batch))
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("preset", sorted(path.stem for path in PRESETS.glob("dreamerv3*.yaml")))
+def test_every_preset_gives_its_latent_imagination_and_disagreement_shapes(preset):
+    """On the meta device (shapes only, no memory or compute): the Table E.3 Atari preset has 300M parameters."""
+    config = load_dreamerv3_config(PRESETS / f"{preset}.yaml", [])
+    wm, b = config.world_model, config.behavior
+    with torch.device("meta"):
+        world_model = WorldModel(wm, 6, (64, 64, 3), None)
+        plan2explore = Plan2Explore(world_model.rssm, 6, config.plan2explore)
+        behavior = ActorCritic(world_model.rssm.feat_dim, 6, True, b, {"reward": 1.0, "disagreement": 1.0})
+        batch = {"image": torch.zeros(2, 3, 64, 64, 3, dtype=torch.uint8), "action": torch.zeros(2, 3, 6),
+                 "reward": torch.zeros(2, 3), **{key: torch.zeros(2, 3, dtype=torch.bool)
+                                                 for key in ("is_first", "is_last", "is_terminal")}}
+        loss, _, post = world_model.loss(batch)
+        traj, actions = behavior.imagine(world_model.rssm, {key: value[:, -1] for key, value in post.items()})
+        disagreement = plan2explore.reward(world_model.rssm.feat(traj), actions)
+    assert loss.shape == () and post["deter"].shape == (2, 3, wm.deter)
+    assert post["stoch"].shape == post["logits"].shape == (2, 3, wm.stoch, wm.classes)
+    assert traj["deter"].shape == (b.horizon + 1, 2, wm.deter) and actions.shape == (b.horizon, 2, 6)
+    assert disagreement.shape == (b.horizon, 2)
