@@ -138,7 +138,10 @@ def drq_learning_rows(data: dict) -> list[Row]:
     for name, run in data["runs"].items():
         target = ">= 800 within 100k frames" if name.startswith("task") else ">= 70% of the oracle's return"
         done = data["summary"].get(name, {})
-        fraction = f"; {done['fraction_of_oracle_best']:.0%} of oracle" if "fraction_of_oracle_best" in done else ""
+        fraction = ""
+        if "fraction_of_oracle_best" in done:
+            oracle = f" {done['oracle']:.0f}" if "oracle" in done else ""
+            fraction = f"; {done['fraction_of_oracle_best']:.0%} of oracle{oracle}"
         random = randoms.get(str(run["action_repeat"]))
         random_text = f", random {random['mean']:.0f}" if random else ""
         rows.append((f"drq {name} (action repeat {run['action_repeat']}, {run['frames'] // 1000}k frames, "
