@@ -1,4 +1,5 @@
-"""``benchmarks/learning.py``: the evaluation curve and wall-clock of a run killed and resumed."""
+"""Benchmark helpers: the evaluation curve and wall-clock of a run killed and resumed (`learning.py`), and a trained
+agent against random actions (`agent_vs_random.py`)."""
 
 import sys
 import time
@@ -30,3 +31,27 @@ def test_killed_and_resumed_run_keeps_every_evaluation_and_counts_each_session(t
         (10, 40, 10), (20, 80, 20), (30, 120, 30)]
     seconds, sessions = session_seconds(tmp_path)
     assert sessions == 2 and abs(seconds - 150) < 5  # the two sessions' spans; the gap between them does not count
+
+
+def test_agent_vs_random_compares_a_trained_run_with_random_actions_on_the_same_seeds(tmp_path, monkeypatch):
+    import json
+
+    import agent_vs_random
+
+    from worldrl.config import load_config
+    from worldrl.training.agent import train_agent
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "agents" / "dreamerv3_cpu.yaml"
+    config = load_config(preset, ["env.id=worldrl/dmc-cartpole_balance-v0", "env.kwargs.obs_type=state",
+                                  "env.kwargs.max_episode_steps=12", "train.steps=16", "train.random_steps=8",
+                                  "train.eval_episodes=0", "agent.batch_size=2", "agent.batch_length=4"])
+    train_agent(config, tmp_path / "run", device="cpu", progress=False)
+    out = tmp_path / "vs.json"
+    monkeypatch.setattr(agent_vs_random.torch, "set_num_threads", lambda threads: None)  # keep the session's
+    monkeypatch.setattr(sys, "argv", ["agent_vs_random.py", "--agent", str(tmp_path / "run"), "--episodes", "3",
+                                      "--device", "cpu", "--out", str(out)])
+    assert agent_vs_random.main() == 0
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 3 and len(result["random"]["returns"]) == 3
+    assert result["trained"]["length"] == 12
+    assert result["difference"] == result["trained"]["task_return"] - result["random"]["task_return"]
