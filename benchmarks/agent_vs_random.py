@@ -29,7 +29,8 @@ import worldrl  # noqa: F401  (registers the ids)
 
 
 def random_returns(env, episodes: int, seed: int) -> list[float]:
-    """Task returns of uniformly random actions; the action space is seeded with ``seed``."""
+    """Task returns of uniformly random actions, episode ``i`` reset with ``seed + i`` as ``evaluate_agent`` does
+    (``worldrl.oracles.evaluate_policy_return`` seeds only its first reset, so its episodes would not match)."""
     env.action_space.seed(seed)
     returns = []
     for episode in range(episodes):
