@@ -25,7 +25,9 @@ channels 16-32-64-64, MLPs 128x128, batch 64) with one update per agent step,
 so the runs fit this 2-core CPU; the Table E.4 preset runs the same code
 (``--preset configs/agents/drq.yaml``) about 4x slower per update. Evaluation:
 ``--eval-episodes`` deterministic episodes every 10k frames, scored on the task
-reward. A random policy's return on the same env is measured for reference.
+reward. For reference: a random policy's return at each run's action repeat,
+and the do-nothing policy's (zero force): cartpole_balance starts upright
+and pays for small controls, so doing nothing scores far above random.
 
 Writes ``benchmarks/results/drq_learning.json`` (``--quick``:
 ``benchmarks/results/quick/``) with the curves, wall-clock seconds, the
@@ -34,6 +36,8 @@ finished are listed as such; ``--only`` runs one of them (two invocations can
 train both in parallel on two cores; a third without ``--only`` only reads
 them back). Runs of the JSON already written that are not in ``--runs`` (a
 fresh checkout holds no run folders) are carried over as they were measured.
+``--set KEY=VALUE`` trains a variant (e.g. ``agent.n_step=3``) in a folder
+named with ``--tag``.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ import torch
 from common import machine
 from learning import fill_defaults, first_reaching, plot_curves, train_run
 
-from worldrl.config import load_yaml
+from worldrl.config import apply_overrides, load_yaml
 from worldrl.pipeline.stages import merge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +104,7 @@ def run_config(args: argparse.Namespace, name: str, normalize: bool = False) -> 
                   "eval_every": every, "eval_episodes": args.eval_episodes, "checkpoint_every": every,
                   "video_every": 0},
     })
-    return config, repeat
+    return apply_overrides(config, args.set), repeat
 
 
 RUN_NAME = re.compile(r"(?P<name>[a-z_]+?)_(?P<budget>\d+)f_seed(?P<seed>\d+)(?:_(?P<tag>[\w-]+))?")
@@ -143,11 +147,12 @@ def carried_oracle(result_file: Path) -> dict[str, Any] | None:
     return oracle and {**oracle, "carried_from": oracle.get("carried_from", previous.get("date"))}
 
 
-def random_return(episodes: int, seed: int, action_repeat: int = EXPERT_REPEAT) -> dict[str, float]:
+def baseline_return(policy: str, episodes: int, seed: int, action_repeat: int = EXPERT_REPEAT) -> dict[str, float]:
+    """Mean task return of ``policy`` (``"random"`` or ``"zero"``, doing nothing) at ``action_repeat``."""
     from worldrl.oracles import evaluate_policy_return
 
     kwargs = {"obs_type": "state", "action_repeat": action_repeat}
-    result = evaluate_policy_return(ENV, "random", episodes, seed, kwargs)
+    result = evaluate_policy_return(ENV, policy, episodes, seed, kwargs)
     return {"mean": result["mean"], "std": result["std"], "episodes": episodes}
 
 
@@ -175,6 +180,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--update-ratio", type=float, default=1.0,
                         help="gradient updates per agent step (train.update_ratio; default 1; give the variant a "
                              "--tag)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override of the trained run, e.g. agent.n_step=3 (repeatable; give the variant "
+                             "a --tag)")
     parser.add_argument("--tag", help="suffix of the trained run's folder and result name, e.g. the video model's "
                         "budget (letters, digits, -)")
     parser.add_argument("--bf16", action="store_true")
@@ -228,9 +236,15 @@ def main() -> int:
         if run["config"]["env"].get("reward") == "viper" and "oracle" not in run:
             run["oracle"] = (previous_oracle if name in carried
                              else video_model_oracle(Path(run["config"]["env"]["video_model"])) or oracle)
-    reference = {"random": random_return(args.eval_episodes, args.seed + 1_000_003), "oracle": oracle,
-                 "random_by_action_repeat": {repeat: random_return(args.eval_episodes, args.seed + 1_000_003, repeat)
-                                             for repeat in sorted({run["action_repeat"] for run in runs.values()})}}
+    repeats = sorted({run["action_repeat"] for run in runs.values()})
+    seed = args.seed + 1_000_003
+    reference = {"random": baseline_return("random", args.eval_episodes, seed), "oracle": oracle,
+                 "random_by_action_repeat": {repeat: baseline_return("random", args.eval_episodes, seed, repeat)
+                                             for repeat in repeats},
+                 "zero_action": baseline_return("zero", args.eval_episodes, seed, max(repeats, default=8)),
+                 "zero_action_note": ("the do-nothing policy: cartpole_balance starts upright and pays for small "
+                                      "controls, so zero force scores far above random actions (the same at "
+                                      "every action repeat)")}
     summary: dict[str, Any] = {}
     if "task" in runs:
         curve = runs["task"]["curve"]
@@ -249,6 +263,7 @@ def main() -> int:
                          "action_repeat": runs[name]["action_repeat"],
                          "random_at_action_repeat": reference["random_by_action_repeat"][
                              runs[name]["action_repeat"]]["mean"],
+                         "zero_action": reference["zero_action"]["mean"],
                          "oracle": run_oracle["mean"],
                          "fraction_of_oracle_best": best / run_oracle["mean"],
                          "fraction_of_oracle_final": curve[-1]["task_return"] / run_oracle["mean"] if curve else None,
@@ -272,6 +287,7 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=1) + "\n")
     lines = {f"random, action repeat {repeat}": entry["mean"]
              for repeat, entry in reference["random_by_action_repeat"].items()}
+    lines["zero action (do nothing)"] = reference["zero_action"]["mean"]
     for run in runs.values():
         if run.get("oracle"):
             lines[f"oracle ({run['oracle'].get('carried_from', '')[:10] or 'this checkout'})"] = run["oracle"]["mean"]
@@ -283,7 +299,8 @@ def main() -> int:
         print(f"{name:26} {run['frames']:7d} {max(returns):7.1f} {returns[-1]:7.1f} {run['wall_s']:7.0f}")
     randoms = ", ".join(f"{entry['mean']:.1f} at action repeat {repeat}"
                         for repeat, entry in reference["random_by_action_repeat"].items())
-    print(f"random {randoms}; oracle {oracle['mean'] if oracle else float('nan'):.1f}")
+    print(f"random {randoms}; zero action {reference['zero_action']['mean']:.1f}; "
+          f"oracle {oracle['mean'] if oracle else float('nan'):.1f}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 

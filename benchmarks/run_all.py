@@ -135,6 +135,8 @@ def _curve_text(curve: list[dict], key: str = "frames") -> str:
 def drq_learning_rows(data: dict) -> list[Row]:
     rows = []
     randoms = data["reference"].get("random_by_action_repeat", {})
+    zero = data["reference"].get("zero_action")
+    zero_text = f", doing nothing {zero['mean']:.0f}" if zero else ""
     for name, run in data["runs"].items():
         target = ">= 800 within 100k frames" if name.startswith("task") else ">= 70% of the oracle's return"
         done = data["summary"].get(name, {})
@@ -143,7 +145,7 @@ def drq_learning_rows(data: dict) -> list[Row]:
             oracle = f" {done['oracle']:.0f}" if "oracle" in done else ""
             fraction = f"; {done['fraction_of_oracle_best']:.0%} of oracle{oracle}"
         random = randoms.get(str(run["action_repeat"]))
-        random_text = f", random {random['mean']:.0f}" if random else ""
+        random_text = (f", random {random['mean']:.0f}" if random else "") + zero_text
         rows.append((f"drq {name} (action repeat {run['action_repeat']}, {run['frames'] // 1000}k frames, "
                      f"{run['wall_s'] / 60:.0f} min{random_text}): eval task return by frames",
                      f"{_curve_text(run['curve'])}{fraction}", target, *measured_where(run)))

@@ -55,3 +55,13 @@ def test_agent_vs_random_compares_a_trained_run_with_random_actions_on_the_same_
     assert result["episodes"] == 3 and len(result["random"]["returns"]) == 3
     assert result["trained"]["length"] == 12
     assert result["difference"] == result["trained"]["task_return"] - result["random"]["task_return"]
+
+
+def test_drq_learning_set_overrides_only_the_variant_it_trains(monkeypatch):
+    import drq_learning
+
+    monkeypatch.setattr(sys, "argv", ["drq_learning.py", "--only", "task", "--set", "agent.n_step=3", "--tag", "n3"])
+    config, repeat = drq_learning.run_config(drq_learning.parse_args(), "task")
+    assert config["agent"]["n_step"] == 3 and repeat == 8
+    monkeypatch.setattr(sys, "argv", ["drq_learning.py", "--only", "task"])
+    assert drq_learning.run_config(drq_learning.parse_args(), "task")[0]["agent"].get("n_step", 1) == 1

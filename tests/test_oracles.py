@@ -9,7 +9,7 @@ from stable_baselines3 import SAC
 
 from worldrl.cli import build_parser, main
 from worldrl.envs.atari import AtariEnv
-from worldrl.oracles import RandomPolicy, SB3Policy, as_policy, evaluate_policy_return, load_oracle
+from worldrl.oracles import RandomPolicy, SB3Policy, ZeroPolicy, as_policy, evaluate_policy_return, load_oracle
 from worldrl.oracles.atari import BreakoutOracle, FreewayOracle, PongOracle, scripted_oracle
 
 CARTPOLE = "worldrl/dmc-cartpole_balance-v0"
@@ -85,6 +85,23 @@ def test_as_policy_random_is_seeded_and_batched():
     assert as_policy("random", gym.spaces.Discrete(4))(np.zeros((3, 7))).shape == (3,)
     with pytest.raises(ValueError, match="action_space"):
         as_policy("random")
+
+
+def test_zero_policy_does_nothing_within_the_action_bounds():
+    obs = np.zeros((3, 5))
+    assert np.array_equal(as_policy("zero", gym.spaces.Box(-1, 1, (2,), np.float32))(obs), np.zeros((3, 2)))
+    assert np.array_equal(ZeroPolicy(gym.spaces.Box(0.5, 2.0, (1,), np.float32))(obs), np.full((3, 1), 0.5))
+    assert np.array_equal(ZeroPolicy(gym.spaces.Discrete(4, start=1))(obs), [1, 1, 1])
+    with pytest.raises(ValueError, match="Box or Discrete"):
+        ZeroPolicy(gym.spaces.MultiBinary(3))
+
+
+def test_doing_nothing_outscores_random_actions_on_cartpole_balance():
+    """cartpole_balance pays for small controls and starts upright: the baseline a VIPER agent must beat."""
+    kwargs = {"obs_type": "state"}
+    zero = evaluate_policy_return("worldrl/dmc-cartpole_balance-v0", "zero", 2, 0, kwargs, max_episode_steps=100)
+    random = evaluate_policy_return("worldrl/dmc-cartpole_balance-v0", "random", 2, 0, kwargs, max_episode_steps=100)
+    assert zero["mean"] > random["mean"] + 10 and zero["std"] < 5
 
 
 def test_as_policy_callable_and_errors():

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", required=True, help="environment id, e.g. worldrl/dmc-cartpole_balance-v0")
     parser.add_argument(
         "--policy", default="random",
-        help="'random', 'scripted:<game>' (Atari RAM oracles), or the path of a trained oracle "
+        help="'random', 'persistent' (random actions held 1-12 steps), 'zero' (do nothing), "
+        "'scripted:<game>' (Atari RAM oracles), or the path of a trained oracle "
         "(worldrl train-oracle) (default: %(default)s)",
     )
     parser.add_argument("--episodes", type=int, required=True, help="number of episodes to record")

@@ -18,7 +18,7 @@ will do. A policy that remembers earlier batches (the scripted oracles
 estimate motion from the previous RAM) has a ``reset()`` method to forget them.
 
 - :func:`as_policy` turns ``"random"``, ``"persistent"`` (random actions held
-  for a few steps), an SB3 model, a callable, a saved oracle or a scripted
+  for a few steps), ``"zero"`` (the do-nothing baseline), an SB3 model, a callable, a saved oracle or a scripted
   oracle name into a policy.
 - :func:`load_oracle` loads ``oracle.zip`` (trained by
   :func:`~worldrl.oracles.sac.train_state_oracle`) or ``"scripted:<game>"``
@@ -31,6 +31,7 @@ from worldrl.oracles.policy import (
     Policy,
     RandomPolicy,
     SB3Policy,
+    ZeroPolicy,
     as_policy,
     evaluate_policy_return,
     load_oracle,
@@ -41,6 +42,7 @@ __all__ = [
     "Policy",
     "RandomPolicy",
     "SB3Policy",
+    "ZeroPolicy",
     "as_policy",
     "evaluate_policy_return",
     "load_oracle",

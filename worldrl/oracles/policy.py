@@ -14,6 +14,8 @@ import numpy as np
 SCRIPTED_PREFIX = "scripted:"
 ORACLE_FILE = "oracle.zip"
 ORACLE_INFO = "oracle.json"
+SPACE_POLICIES = ("random", "persistent", "zero")
+"""Policies :func:`as_policy` builds from the env's action space alone."""
 
 
 @runtime_checkable
@@ -58,6 +60,28 @@ class RandomPolicy:
 
     def __repr__(self) -> str:
         return f"RandomPolicy({self.action_space})"
+
+
+class ZeroPolicy:
+    """The do-nothing baseline: zero force for a continuous action space (clipped into its bounds), action 0 (NOOP on
+    Atari) for a discrete one. On DMC tasks whose reward pays for small controls it can beat learning agents."""
+
+    required_obs_type = None
+
+    def __init__(self, action_space: gym.Space):
+        if isinstance(action_space, gym.spaces.Box):
+            zero = np.clip(np.zeros(action_space.shape), action_space.low, action_space.high)
+        elif isinstance(action_space, gym.spaces.Discrete):
+            zero = np.asarray(action_space.start)
+        else:
+            raise ValueError(f"ZeroPolicy needs a Box or Discrete action space, got {action_space}")
+        self.action = zero.astype(action_space.dtype)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return np.repeat(self.action[None], batch_size(obs), axis=0)
+
+    def __repr__(self) -> str:
+        return f"ZeroPolicy({self.action.tolist()})"
 
 
 class PersistentRandomPolicy:
@@ -134,17 +158,20 @@ def _is_sb3_model(obj: Any) -> bool:
 def as_policy(obj: Any, action_space: gym.Space | None = None, *, seed: int | None = 0) -> Callable[[Any], np.ndarray]:
     """Turn ``obj`` into a policy.
 
-    ``obj`` may be ``"random"`` or ``"persistent"`` (:class:`PersistentRandomPolicy`;
-    both need the single-env ``action_space`` and are seeded with ``seed``),
+    ``obj`` may be ``"random"``, ``"persistent"`` (:class:`PersistentRandomPolicy`)
+    or ``"zero"`` (:class:`ZeroPolicy`; all three need the single-env
+    ``action_space``, and the random ones are seeded with ``seed``),
     ``"scripted:<game>"`` or the path of a saved oracle (see :func:`load_oracle`),
     a Stable-Baselines3 model (acts deterministically), or any callable, which
     is returned unchanged.
     """
     if isinstance(obj, (str, os.PathLike)):
         name = os.fspath(obj)
-        if name in ("random", "persistent"):
+        if name in SPACE_POLICIES:
             if action_space is None:
-                raise ValueError(f"as_policy({name!r}) needs the env's action_space to sample from")
+                raise ValueError(f"as_policy({name!r}) needs the env's action_space")
+            if name == "zero":
+                return ZeroPolicy(action_space)
             return (RandomPolicy if name == "random" else PersistentRandomPolicy)(action_space, seed=seed)
         return load_oracle(name, action_space=action_space)
     if _is_sb3_model(obj):
@@ -152,7 +179,7 @@ def as_policy(obj: Any, action_space: gym.Space | None = None, *, seed: int | No
     if callable(obj):
         return obj
     raise TypeError(
-        f"cannot make a policy from {type(obj).__name__}: expected 'random', 'persistent', 'scripted:<game>', "
+        f"cannot make a policy from {type(obj).__name__}: expected 'random', 'persistent', 'zero', 'scripted:<game>', "
         "the path of a saved oracle, a Stable-Baselines3 model or a callable"
     )
 
@@ -241,14 +268,14 @@ def evaluate_policy_return(
     num_envs = min(episodes, 4) if num_envs is None else num_envs
     if max_episode_steps is not None:
         env_kwargs["max_episode_steps"] = max_episode_steps
-    is_random = isinstance(policy, str) and policy == "random"
-    if not is_random:
+    from_space = isinstance(policy, str) and policy in SPACE_POLICIES
+    if not from_space:
         policy = as_policy(policy)
         if getattr(policy, "required_obs_type", None) == "pixels+state":
             env_kwargs.setdefault("obs_type", "state")
     envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **env_kwargs)
-    if is_random:
-        policy = RandomPolicy(envs.single_action_space, seed=seed)
+    if from_space:
+        policy = as_policy(policy, envs.single_action_space, seed=seed)
     try:
         reset = getattr(policy, "reset", None)
         if callable(reset):
