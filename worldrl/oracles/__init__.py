@@ -18,8 +18,8 @@ will do. A policy that remembers earlier batches (the scripted oracles
 estimate motion from the previous RAM) has a ``reset()`` method to forget them.
 
 - :func:`as_policy` turns ``"random"``, ``"persistent"`` (random actions held
-  for a few steps), ``"zero"`` (the do-nothing baseline), an SB3 model, a callable, a saved oracle or a scripted
-  oracle name into a policy.
+  for a few steps), ``"zero"`` (the do-nothing baseline), an SB3 model, a
+  callable, a saved oracle or a scripted oracle name into a policy.
 - :func:`load_oracle` loads ``oracle.zip`` (trained by
   :func:`~worldrl.oracles.sac.train_state_oracle`) or ``"scripted:<game>"``
   (:mod:`worldrl.oracles.atari`).

@@ -63,8 +63,9 @@ class RandomPolicy:
 
 
 class ZeroPolicy:
-    """The do-nothing baseline: zero force for a continuous action space (clipped into its bounds), action 0 (NOOP on
-    Atari) for a discrete one. On DMC tasks whose reward pays for small controls it can beat learning agents."""
+    """The do-nothing baseline: zero force for a continuous action space (clipped into its bounds), the first
+    action (NOOP on Atari) for a discrete one. On DMC tasks whose reward pays for small controls it can beat
+    learning agents."""
 
     required_obs_type = None
 
