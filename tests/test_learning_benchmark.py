@@ -65,3 +65,21 @@ def test_drq_learning_set_overrides_only_the_variant_it_trains(monkeypatch):
     assert config["agent"]["n_step"] == 3 and repeat == 8
     monkeypatch.setattr(sys, "argv", ["drq_learning.py", "--only", "task"])
     assert drq_learning.run_config(drq_learning.parse_args(), "task")[0]["agent"].get("n_step", 1) == 1
+
+
+def test_viper_policy_scores_plays_each_policy_on_the_same_seeds(tmp_path, monkeypatch, viper_model_dir):
+    import json
+
+    import viper_policy_scores
+
+    out = tmp_path / "scores.json"
+    monkeypatch.setattr(sys, "argv", ["viper_policy_scores.py", "--video-model", str(viper_model_dir), "--size", "32",
+                                      "--policies", "zero", "push", "--episodes", "2", "--max-steps", "60",
+                                      "--out", str(out)])
+    assert viper_policy_scores.main() == 0
+    result = json.loads(out.read_text())
+    zero, push = result["policies"]["zero"], result["policies"]["push"]
+    assert [e["seed"] for e in zero["episodes"]] == [e["seed"] for e in push["episodes"]] == [100, 101]
+    assert zero["task_return_mean"] > push["task_return_mean"]
+    assert max(e["max_abs_cart_x"] for e in zero["episodes"]) < 0.5 < min(e["max_abs_cart_x"] for e in push["episodes"])
+    assert all(e["viper_logp_per_frame"] < 0 for e in zero["episodes"] + push["episodes"])
