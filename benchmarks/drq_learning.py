@@ -13,10 +13,12 @@ Two runs of ``worldrl train-agent --agent drq`` (through
     under the video model of ``--video-model``, by default the one
     ``benchmarks/viper_reward_quality.py`` trains on cartpole_balance expert
     videos (the oracle's best episodes; AUROC 1.0 there). The expert videos
-    are recorded at action repeat 2 and the model trained on every k-th of
+    are recorded at the oracle's action repeat r (2, the suite's, unless its
+    ``oracle.json`` says otherwise) and the model trained on every k-th of
     their frames (its ``train.frame_skip``, 1 by default), so this run steps
-    at action repeat 2k (``viper_reward_quality.py --video-frame-skip 4``
-    makes a model for action repeat 8, DrQ's cartpole setting), for
+    at action repeat r k (``viper_reward_quality.py --video-frame-skip 4`` or
+    ``--action-repeat 8`` make a model for action repeat 8, DrQ's cartpole
+    setting), for
     ``--viper-frames`` frames. Target: a task return >= 70% of the oracle's
     (the SAC state oracle whose episodes made the expert videos).
 
@@ -70,15 +72,17 @@ VARIANTS = {"task": ("task", False), "viper_rnd": ("viper_rnd", False), "viper_r
 
 
 EXPERT_REPEAT = 2
-"""Action repeat of the expert videos (the suite's default)."""
+"""Action repeat of expert videos whose oracle does not record one (the suite's default)."""
 
 
 def viper_action_repeat(video_model: Path) -> int:
-    """The action repeat whose frames ``video_model`` scores: the expert videos' times its ``train.frame_skip``
-    (read from the training run's ``config.yaml`` beside the exported folder; 1 when there is none)."""
+    """The action repeat whose frames ``video_model`` scores: the expert videos' (their oracle's, see
+    :func:`video_model_oracle`) times its ``train.frame_skip`` (read from the training run's ``config.yaml``
+    beside the exported folder; 1 when there is none)."""
     config = video_model / ".." / "config.yaml"
     frame_skip = load_yaml(config).get("train", {}).get("frame_skip", 1) if config.is_file() else 1
-    return EXPERT_REPEAT * int(frame_skip)
+    oracle = video_model_oracle(video_model)
+    return (oracle["action_repeat"] if oracle else EXPERT_REPEAT) * int(frame_skip)
 
 
 def run_config(args: argparse.Namespace, name: str, normalize: bool = False) -> tuple[dict[str, Any], int]:
@@ -128,7 +132,9 @@ def oracle_return(path: Path) -> dict[str, Any] | None:
     if not file.exists():
         return None
     entry = json.loads(file.read_text())
-    return {"mean": entry["eval"]["mean"], "std": entry["eval"]["std"], "steps": entry["steps"], "file": str(file)}
+    repeat = (entry.get("env_kwargs") or {}).get("action_repeat", EXPERT_REPEAT)
+    return {"mean": entry["eval"]["mean"], "std": entry["eval"]["std"], "steps": entry["steps"],
+            "action_repeat": repeat, "file": str(file)}
 
 
 def video_model_oracle(video_model: Path) -> dict[str, Any] | None:

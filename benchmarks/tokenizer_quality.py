@@ -106,8 +106,9 @@ def env_id(task: str) -> str:
     return f"worldrl/dmc-{task}-v0"
 
 
-def oracle(task: str, budget: Budget, folder: Path) -> dict[str, Any]:
-    """A SAC state oracle for ``task`` in ``folder`` (trained unless one of at least the budget's steps is there)."""
+def oracle(task: str, budget: Budget, folder: Path, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A SAC state oracle for ``task`` (``env_kwargs``: e.g. its action repeat) in ``folder``, trained unless one
+    of at least the budget's steps is there."""
     from worldrl.oracles.policy import ORACLE_INFO
     from worldrl.oracles.sac import train_state_oracle
 
@@ -116,8 +117,8 @@ def oracle(task: str, budget: Budget, folder: Path) -> dict[str, Any]:
         info = json.loads(info_file.read_text())
         if info["steps"] >= budget.oracle_steps:
             return info
-    return train_state_oracle(env_id(task), budget.oracle_steps, folder, eval_episodes=budget.oracle_eval_episodes,
-                              device="cpu", progress=False)
+    return train_state_oracle(env_id(task), budget.oracle_steps, folder, env_kwargs=env_kwargs,
+                              eval_episodes=budget.oracle_eval_episodes, device="cpu", progress=False)
 
 
 def oracle_summary(info: dict[str, Any]) -> dict[str, Any]:

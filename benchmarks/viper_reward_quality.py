@@ -34,8 +34,15 @@ policies), and the CPU and wall seconds of every stage (for a cached stage,
 those of the run that made it). Targets: AUROC >= 0.95 and Spearman >= 0.8 per
 task.
 
+``--action-repeat`` sets the action repeat of the oracle, its expert videos
+and the scored episodes (the suite's 2 by default): a VIPER reward for an agent
+at action repeat 8 can come from experts acting at 8 (``--action-repeat 8``,
+episodes of 125 frames) or from experts acting at 2 with the model trained on
+every 4th frame (``--video-frame-skip 4``). Run folders other than the default
+say so (``sac10000_ar8``).
+
 Steps, not seconds, fix the budget (so a run is reproducible). Training runs
-with one torch thread and no data workers. The JSON
+with one torch thread (``--threads``) and no data workers. The JSON
 (``benchmarks/results/viper_reward_quality.json``; ``--quick``:
 ``runs/bench_viper/quick.json``) is rewritten after each task, and lists the
 tasks not run.
@@ -63,6 +70,8 @@ AUROC_TARGET = 0.95
 SPEARMAN_TARGET = 0.8
 STAGE_FILE = "stage.json"
 """Written into a stage's folder when the stage is complete: its summary and the seconds it took."""
+SUITE_REPEAT = 2
+"""The suite's action repeat (``worldrl/dmc-*`` default)."""
 SEEDS = {"experts": 1, "expert": 101, "noisy": 201, "random": 301}
 """Collector seeds per episode set; distinct so that held-out episodes never repeat training episodes."""
 
@@ -77,7 +86,9 @@ class Budget:
     top_k: int
     """The best of them (by return) kept as expert videos."""
     episode_steps: int | None
-    """Agent steps per recorded episode (None: the suite's 500)."""
+    """Agent steps per recorded episode (None: the suite's time limit, 1000 // action_repeat)."""
+    action_repeat: int
+    """Action repeat of the oracle's training, its expert videos and the scored episodes."""
     tokenizer_steps: int
     tokenizer_batch: int
     video_steps: int
@@ -96,11 +107,13 @@ class Budget:
 
 MODES = {
     "default": Budget(oracle_steps=10_000, oracle_eval_episodes=10, pool=10, top_k=8, episode_steps=None,
-                      tokenizer_steps=300, tokenizer_batch=16, video_steps=300, video_batch=16, video_frame_skip=1,
+                      action_repeat=SUITE_REPEAT, tokenizer_steps=300, tokenizer_batch=16, video_steps=300,
+                      video_batch=16, video_frame_skip=1,
                       heldout_expert=5,
                       noisy=4, noise=(0.3, 0.6, 1.0), random=5),
     "quick": Budget(oracle_steps=1_000, oracle_eval_episodes=2, pool=3, top_k=2, episode_steps=40,
-                    tokenizer_steps=10, tokenizer_batch=8, video_steps=10, video_batch=4, video_frame_skip=1,
+                    action_repeat=SUITE_REPEAT, tokenizer_steps=10, tokenizer_batch=8, video_steps=10, video_batch=4,
+                    video_frame_skip=1,
                     heldout_expert=2, noisy=2,
                     noise=(0.3, 1.0), random=2),
 }
@@ -146,7 +159,7 @@ def record(task: str, policy: Callable[[Any], np.ndarray], episodes: int, folder
     from worldrl.data.collect import collect
     from worldrl.data.folder import EpisodeFolder
 
-    kwargs: dict[str, Any] = {"obs_type": "pixels+state"}
+    kwargs: dict[str, Any] = {"obs_type": "pixels+state", "action_repeat": budget.action_repeat}
     if budget.episode_steps is not None:
         kwargs["max_episode_steps"] = budget.episode_steps
     have = len(EpisodeFolder(folder)) if (folder / "dataset.json").is_file() else 0
@@ -261,14 +274,17 @@ def shown(path: Path) -> str:
 def run_task(task: str, budget: Budget, root: Path, say: Callable[[str], None]) -> dict[str, Any]:
     import tokenizer_quality as tq
 
-    base = root / task / f"sac{budget.oracle_steps}"
+    repeat = budget.action_repeat
+    base = root / task / (f"sac{budget.oracle_steps}" + (f"_ar{repeat}" if repeat != SUITE_REPEAT else ""))
     oracle_dir = base / "oracle"
     stages: dict[str, Any] = {}
     say(f"{task}: oracle")
     tq_budget = replace(tq.MODES["default"], oracle_steps=budget.oracle_steps,
                         oracle_eval_episodes=budget.oracle_eval_episodes)
-    stages["oracle"] = stage(oracle_dir / "bench", lambda: tq.oracle_summary(tq.oracle(task, tq_budget, oracle_dir)))
-    data = base / f"ep{budget.episode_steps or 500}"
+    env_kwargs = {"action_repeat": repeat} if repeat != SUITE_REPEAT else {}
+    stages["oracle"] = stage(oracle_dir / "bench",
+                             lambda: tq.oracle_summary(tq.oracle(task, tq_budget, oracle_dir, env_kwargs)))
+    data = base / f"ep{budget.episode_steps or 1000 // repeat}"
     say(f"{task}: expert videos")
     stages["experts"] = stage(data / "experts", lambda: experts(task, oracle_dir, budget, data / "experts"))
     expert_dir = data / "experts" / f"top{budget.top_k}"
@@ -345,10 +361,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, help=f"best of them kept as expert videos (default {defaults.top_k})")
     parser.add_argument("--tokenizer-steps", type=int, help=f"default {defaults.tokenizer_steps}")
     parser.add_argument("--video-steps", type=int, help=f"default {defaults.video_steps}")
+    parser.add_argument("--action-repeat", type=int,
+                        help=f"action repeat of the oracle, its expert videos and the scored episodes "
+                             f"(default {SUITE_REPEAT}, the suite's)")
     parser.add_argument("--video-frame-skip", type=int,
                         help="train and score the video model on every k-th frame: for an agent at k x the expert "
                              "videos' action repeat (default 1)")
     parser.add_argument("--noise", type=float, nargs="+", help="action noise levels (default 0.3 0.6 1.0)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: stage seconds comparable across runs; more trains faster "
+                             "but not bit-for-bit the same)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench_viper"), help="cache of every stage")
     parser.add_argument("--out", help="JSON file (default: results/viper_reward_quality.json; quick: RUNS/quick.json)")
     return parser.parse_args(argv)
@@ -356,7 +378,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def budget_from(args: argparse.Namespace) -> Budget:
     budget = asdict(MODES["quick" if args.quick else "default"])
-    for key in ("oracle_steps", "pool", "top_k", "tokenizer_steps", "video_steps", "video_frame_skip", "noise"):
+    for key in ("oracle_steps", "pool", "top_k", "tokenizer_steps", "video_steps", "video_frame_skip", "action_repeat",
+                "noise"):
         if getattr(args, key) is not None:
             budget[key] = tuple(args.noise) if key == "noise" else getattr(args, key)
     return Budget(**budget)
@@ -364,7 +387,7 @@ def budget_from(args: argparse.Namespace) -> Budget:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     budget = budget_from(args)
     mode = "quick" if args.quick else "default"
     root = Path(args.runs) / mode
@@ -385,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "mode": mode,
             "budget": {**asdict(budget), "tokenizer_preset": "configs/tokenizer/cpu.yaml",
                        "video_preset": "configs/video/cpu.yaml", "val_fraction_of_trainers": 0.2,
-                       "torch_threads": 1, "num_workers": 0, "relabel_precision": "fp32"},
+                       "torch_threads": args.threads, "num_workers": 0, "relabel_precision": "fp32"},
             "targets": {"auroc_expert_vs_random": AUROC_TARGET, "spearman_viper_vs_task_return": SPEARMAN_TARGET},
             "tasks_run": [row["task"] for row in rows],
             "tasks_not_run": list(args.tasks[done:]) + [t for t in TASKS if t not in args.tasks],

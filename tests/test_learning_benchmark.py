@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from torch.utils.tensorboard import SummaryWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -65,6 +66,27 @@ def test_drq_learning_set_overrides_only_the_variant_it_trains(monkeypatch):
     assert config["agent"]["n_step"] == 3 and repeat == 8
     monkeypatch.setattr(sys, "argv", ["drq_learning.py", "--only", "task"])
     assert drq_learning.run_config(drq_learning.parse_args(), "task")[0]["agent"].get("n_step", 1) == 1
+
+
+@pytest.mark.parametrize(("oracle_kwargs", "frame_skip", "expected"), [({}, 1, 2), ({}, 4, 8),
+                                                                         ({"action_repeat": 8}, 1, 8)])
+def test_viper_action_repeat_is_the_expert_oracles_times_the_video_models_frame_skip(
+        tmp_path, oracle_kwargs, frame_skip, expected):
+    import json
+
+    import drq_learning
+    import yaml
+
+    run = tmp_path / "sac10000"
+    (run / "oracle").mkdir(parents=True)
+    (run / "oracle" / "oracle.json").write_text(json.dumps(
+        {"env_kwargs": oracle_kwargs, "steps": 10000, "eval": {"mean": 800.0, "std": 5.0}}))
+    video_run = run / "ep125" / "tok300" / "video1500"
+    (video_run / "video_model").mkdir(parents=True)
+    (video_run / "config.yaml").write_text(yaml.safe_dump({"train": {"frame_skip": frame_skip}}))
+    assert drq_learning.viper_action_repeat(video_run / "video_model") == expected
+    assert drq_learning.video_model_oracle(video_run / "video_model")["action_repeat"] == oracle_kwargs.get(
+        "action_repeat", 2)
 
 
 def test_viper_policy_scores_plays_each_policy_on_the_same_seeds(tmp_path, monkeypatch, viper_model_dir):
