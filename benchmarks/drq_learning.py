@@ -134,7 +134,7 @@ def oracle_return(path: Path) -> dict[str, Any] | None:
     entry = json.loads(file.read_text())
     repeat = (entry.get("env_kwargs") or {}).get("action_repeat", EXPERT_REPEAT)
     return {"mean": entry["eval"]["mean"], "std": entry["eval"]["std"], "steps": entry["steps"],
-            "action_repeat": repeat, "file": str(file)}
+            "action_repeat": repeat, "file": str(file.relative_to(ROOT) if file.is_relative_to(ROOT) else file)}
 
 
 def video_model_oracle(video_model: Path) -> dict[str, Any] | None:

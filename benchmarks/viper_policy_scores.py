@@ -8,14 +8,20 @@ the mean ``ln p(x_t | context)`` per frame (nats, fp32, as
 ``zero``
     doing nothing (zero force): the pole starts upright and the task reward
     pays for small controls, so this scores high on the task;
+``hang``
+    doing nothing from a pole hanging straight down at rest (set after the
+    reset; the first frame is that of one zero-force step): a still scene
+    that the task scores 0, to show whether the reward pays for stillness in
+    any pose;
 ``random``
     uniform random actions;
 ``push``
     full force to the right all episode: the cart runs to the end of the rail,
     out of the camera's view;
 ``oracle``
-    the SAC state oracle whose episodes trained the video model (run at the
-    video model's action repeat, not the one it was trained at);
+    the SAC state oracle whose episodes trained the video model, run at the
+    video model's action repeat (which differs from the oracle's own when the
+    model was trained on every k-th frame);
 ``agent:<run>``
     the deterministic policy of a ``worldrl train-agent`` run folder.
 
@@ -44,8 +50,8 @@ def make_policy(name: str, space, video_model: Path):
     """``(obs dict, is_first) -> action`` for a policy name of the module docstring."""
     from worldrl.oracles import as_policy
 
-    if name in ("zero", "random"):
-        policy = as_policy(name, space, seed=0)
+    if name in ("zero", "random", "hang"):
+        policy = as_policy("zero" if name == "hang" else name, space, seed=0)
         return lambda obs, first: policy(obs["state"][None])[0]
     if name == "push":
         return lambda obs, first: space.high.copy()
@@ -67,11 +73,20 @@ def make_policy(name: str, space, video_model: Path):
             return np.asarray(action)[0]
 
         return act
-    sys.exit(f"unknown policy {name!r}: use zero, random, push, oracle or agent:<run folder>")
+    sys.exit(f"unknown policy {name!r}: use zero, hang, random, push, oracle or agent:<run folder>")
+
+
+def hang_pole(env) -> dict[str, np.ndarray]:
+    """Put cartpole's pole straight down at rest and return the observation after one zero-force step."""
+    physics = env.unwrapped._physics
+    with physics.reset_context():
+        physics.named.data.qpos["hinge_1"] = np.pi
+        physics.named.data.qvel[:] = 0.0
+    return env.step(np.zeros(env.action_space.shape, np.float32))[0]
 
 
 def score(name: str, video_model: Path, repeat: int, seeds: list[int], size: int = 64,
-          max_steps: int | None = None) -> list[dict[str, float]]:
+          max_steps: int | None = None, context: int | None = None) -> list[dict[str, float]]:
     """Per seeded episode of policy ``name``: task return, mean VIPER ``ln p`` per frame, largest |cart x|."""
     import gymnasium as gym
 
@@ -84,6 +99,8 @@ def score(name: str, video_model: Path, repeat: int, seeds: list[int], size: int
     episodes = []
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
+        if name == "hang":
+            obs = hang_pole(env)
         frames, task, first, done, cart = [obs["pixels"]], 0.0, True, False, []
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs, first))
@@ -91,7 +108,7 @@ def score(name: str, video_model: Path, repeat: int, seeds: list[int], size: int
             task += float(reward)
             cart.append(float(obs["state"][0]))
             first, done = False, terminated or truncated
-        logp = relabel([{"image": np.stack(frames)}], video_model, device="cpu")[0][1:]
+        logp = relabel([{"image": np.stack(frames)}], video_model, device="cpu", context=context)[0][1:]
         episodes.append({"seed": seed, "task_return": task, "viper_logp_per_frame": float(np.mean(logp)),
                          "max_abs_cart_x": float(np.max(np.abs(cart)))})
     env.close()
@@ -102,11 +119,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video-model", type=Path, default=VIDEO_MODEL)
     parser.add_argument("--policies", nargs="+", default=["zero", "random", "push", "oracle"],
-                        help="zero, random, push, oracle, agent:<train-agent run folder>")
+                        help="zero, hang, random, push, oracle, agent:<train-agent run folder>")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--size", type=int, default=64, help="frame size the video model's tokenizer takes")
     parser.add_argument("--max-steps", type=int, help="cap each episode at this many agent steps")
+    parser.add_argument("--context", type=int,
+                        help="context frames of each score (default: the video model's; 0: each frame alone)")
     parser.add_argument("--out", type=Path, default=RESULTS / "viper_policy_scores.json")
     args = parser.parse_args()
     if not args.video_model.is_dir():
@@ -117,7 +136,7 @@ def main() -> int:
     rows = {}
     print(f"{'policy':40} {'task return':>12} {'VIPER nats/frame':>17} {'max |x|':>8}")
     for name in args.policies:
-        episodes = score(name, args.video_model, repeat, seeds, args.size, args.max_steps)
+        episodes = score(name, args.video_model, repeat, seeds, args.size, args.max_steps, args.context)
         rows[name] = {"task_return_mean": float(np.mean([e["task_return"] for e in episodes])),
                       "viper_logp_per_frame_mean": float(np.mean([e["viper_logp_per_frame"] for e in episodes])),
                       "episodes": episodes}
@@ -130,6 +149,7 @@ def main() -> int:
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(), "env": ENV, "video_model": str(args.video_model),
               "video_model_oracle": video_model_oracle(args.video_model), "action_repeat": repeat, "seeds": seeds,
+              "context": args.context,
               "note": "VIPER: mean over frames t >= 1 of ln p(x_t | context) under the video model, nats (fp32)",
               "policies": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,9 @@ task.
 and the scored episodes (the suite's 2 by default): a VIPER reward for an agent
 at action repeat 8 can come from experts acting at 8 (``--action-repeat 8``,
 episodes of 125 frames) or from experts acting at 2 with the model trained on
-every 4th frame (``--video-frame-skip 4``). Run folders other than the default
-say so (``sac10000_ar8``).
+every 4th frame (``--video-frame-skip 4``). ``--expert-noise`` adds Gaussian
+noise to the oracle's actions in the expert videos. Run folders other than the
+default say so (``sac10000_ar8``, ``ep125_noise0.3``).
 
 Steps, not seconds, fix the budget (so a run is reproducible). Training runs
 with one torch thread (``--threads``) and no data workers. The JSON
@@ -89,6 +90,9 @@ class Budget:
     """Agent steps per recorded episode (None: the suite's time limit, 1000 // action_repeat)."""
     action_repeat: int
     """Action repeat of the oracle's training, its expert videos and the scored episodes."""
+    expert_noise: float
+    """Gaussian noise (standard deviation) added to the oracle's actions in the expert videos: a deterministic
+    oracle that balances perfectly makes near-still videos, which teach the video model nothing of recovering."""
     tokenizer_steps: int
     tokenizer_batch: int
     video_steps: int
@@ -107,13 +111,13 @@ class Budget:
 
 MODES = {
     "default": Budget(oracle_steps=10_000, oracle_eval_episodes=10, pool=10, top_k=8, episode_steps=None,
-                      action_repeat=SUITE_REPEAT, tokenizer_steps=300, tokenizer_batch=16, video_steps=300,
-                      video_batch=16, video_frame_skip=1,
+                      action_repeat=SUITE_REPEAT, expert_noise=0.0, tokenizer_steps=300, tokenizer_batch=16,
+                      video_steps=300, video_batch=16, video_frame_skip=1,
                       heldout_expert=5,
                       noisy=4, noise=(0.3, 0.6, 1.0), random=5),
     "quick": Budget(oracle_steps=1_000, oracle_eval_episodes=2, pool=3, top_k=2, episode_steps=40,
-                    action_repeat=SUITE_REPEAT, tokenizer_steps=10, tokenizer_batch=8, video_steps=10, video_batch=4,
-                    video_frame_skip=1,
+                    action_repeat=SUITE_REPEAT, expert_noise=0.0, tokenizer_steps=10, tokenizer_batch=8, video_steps=10,
+                    video_batch=4, video_frame_skip=1,
                     heldout_expert=2, noisy=2,
                     noise=(0.3, 1.0), random=2),
 }
@@ -198,8 +202,11 @@ def experts(task: str, oracle_dir: Path, budget: Budget, folder: Path) -> dict[s
     from worldrl.oracles import as_policy
 
     probe = gym.make(env_id(task), obs_type="state")
-    oracle = as_policy(str(oracle_dir), probe.action_space)
+    space = probe.action_space
     probe.close()
+    oracle = as_policy(str(oracle_dir), space)
+    if budget.expert_noise > 0:
+        oracle = NoisyPolicy(oracle, budget.expert_noise, space.low, space.high, seed=SEEDS["experts"])
     pool = record(task, oracle, budget.pool, folder / "pool", SEEDS["experts"], budget, str(oracle_dir))
     top = folder / f"top{budget.top_k}"
     if top.exists():
@@ -284,7 +291,8 @@ def run_task(task: str, budget: Budget, root: Path, say: Callable[[str], None]) 
     env_kwargs = {"action_repeat": repeat} if repeat != SUITE_REPEAT else {}
     stages["oracle"] = stage(oracle_dir / "bench",
                              lambda: tq.oracle_summary(tq.oracle(task, tq_budget, oracle_dir, env_kwargs)))
-    data = base / f"ep{budget.episode_steps or 1000 // repeat}"
+    noise = f"_noise{budget.expert_noise:g}" if budget.expert_noise > 0 else ""
+    data = base / f"ep{budget.episode_steps or 1000 // repeat}{noise}"
     say(f"{task}: expert videos")
     stages["experts"] = stage(data / "experts", lambda: experts(task, oracle_dir, budget, data / "experts"))
     expert_dir = data / "experts" / f"top{budget.top_k}"
@@ -364,6 +372,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--action-repeat", type=int,
                         help=f"action repeat of the oracle, its expert videos and the scored episodes "
                              f"(default {SUITE_REPEAT}, the suite's)")
+    parser.add_argument("--expert-noise", type=float,
+                        help="std of Gaussian noise on the oracle's actions in the expert videos (default 0)")
     parser.add_argument("--video-frame-skip", type=int,
                         help="train and score the video model on every k-th frame: for an agent at k x the expert "
                              "videos' action repeat (default 1)")
@@ -379,7 +389,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def budget_from(args: argparse.Namespace) -> Budget:
     budget = asdict(MODES["quick" if args.quick else "default"])
     for key in ("oracle_steps", "pool", "top_k", "tokenizer_steps", "video_steps", "video_frame_skip", "action_repeat",
-                "noise"):
+                "expert_noise", "noise"):
         if getattr(args, key) is not None:
             budget[key] = tuple(args.noise) if key == "noise" else getattr(args, key)
     return Budget(**budget)

@@ -96,7 +96,7 @@ def test_viper_policy_scores_plays_each_policy_on_the_same_seeds(tmp_path, monke
 
     out = tmp_path / "scores.json"
     monkeypatch.setattr(sys, "argv", ["viper_policy_scores.py", "--video-model", str(viper_model_dir), "--size", "32",
-                                      "--policies", "zero", "push", "--episodes", "2", "--max-steps", "60",
+                                      "--policies", "zero", "push", "hang", "--episodes", "2", "--max-steps", "60",
                                       "--out", str(out)])
     assert viper_policy_scores.main() == 0
     result = json.loads(out.read_text())
@@ -105,3 +105,5 @@ def test_viper_policy_scores_plays_each_policy_on_the_same_seeds(tmp_path, monke
     assert zero["task_return_mean"] > push["task_return_mean"]
     assert max(e["max_abs_cart_x"] for e in zero["episodes"]) < 0.5 < min(e["max_abs_cart_x"] for e in push["episodes"])
     assert all(e["viper_logp_per_frame"] < 0 for e in zero["episodes"] + push["episodes"])
+    hang = result["policies"]["hang"]  # the pole hangs at rest: the task pays nothing and nothing moves
+    assert hang["task_return_mean"] < 1.0 and max(e["max_abs_cart_x"] for e in hang["episodes"]) < 0.01
