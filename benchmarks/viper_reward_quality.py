@@ -278,11 +278,20 @@ def shown(path: Path) -> str:
 
 
 # One task -----------------------------------------------------------------------------------------------------------
+def task_folders(task: str, budget: Budget, root: Path) -> tuple[Path, Path]:
+    """The oracle's run folder (``sac<steps>``, ``_ar<r>`` off the suite's action repeat) and, inside it, the folder
+    of the expert videos and the models trained on them (``ep<steps>``, ``_noise<sigma>`` with expert noise)."""
+    repeat = budget.action_repeat
+    base = root / task / (f"sac{budget.oracle_steps}" + (f"_ar{repeat}" if repeat != SUITE_REPEAT else ""))
+    noise = f"_noise{budget.expert_noise:g}" if budget.expert_noise > 0 else ""
+    return base, base / f"ep{budget.episode_steps or 1000 // repeat}{noise}"
+
+
 def run_task(task: str, budget: Budget, root: Path, say: Callable[[str], None]) -> dict[str, Any]:
     import tokenizer_quality as tq
 
     repeat = budget.action_repeat
-    base = root / task / (f"sac{budget.oracle_steps}" + (f"_ar{repeat}" if repeat != SUITE_REPEAT else ""))
+    base, data = task_folders(task, budget, root)
     oracle_dir = base / "oracle"
     stages: dict[str, Any] = {}
     say(f"{task}: oracle")
@@ -291,8 +300,6 @@ def run_task(task: str, budget: Budget, root: Path, say: Callable[[str], None]) 
     env_kwargs = {"action_repeat": repeat} if repeat != SUITE_REPEAT else {}
     stages["oracle"] = stage(oracle_dir / "bench",
                              lambda: tq.oracle_summary(tq.oracle(task, tq_budget, oracle_dir, env_kwargs)))
-    noise = f"_noise{budget.expert_noise:g}" if budget.expert_noise > 0 else ""
-    data = base / f"ep{budget.episode_steps or 1000 // repeat}{noise}"
     say(f"{task}: expert videos")
     stages["experts"] = stage(data / "experts", lambda: experts(task, oracle_dir, budget, data / "experts"))
     expert_dir = data / "experts" / f"top{budget.top_k}"

@@ -107,3 +107,49 @@ def test_viper_policy_scores_plays_each_policy_on_the_same_seeds(tmp_path, monke
     assert all(e["viper_logp_per_frame"] < 0 for e in zero["episodes"] + push["episodes"])
     hang = result["policies"]["hang"]  # the pole hangs at rest: the task pays nothing and nothing moves
     assert hang["task_return_mean"] < 1.0 and max(e["max_abs_cart_x"] for e in hang["episodes"]) < 0.01
+
+
+@pytest.mark.parametrize(("repeat", "noise", "expected"), [(2, 0.0, ("sac10000", "ep500")),
+                                                          (8, 0.0, ("sac10000_ar8", "ep125")),
+                                                          (8, 0.3, ("sac10000_ar8", "ep125_noise0.3"))])
+def test_viper_reward_quality_names_its_folders_for_the_action_repeat_and_the_expert_noise(
+        tmp_path, repeat, noise, expected):
+    from dataclasses import replace
+
+    import viper_reward_quality as vrq
+
+    budget = replace(vrq.MODES["default"], action_repeat=repeat, expert_noise=noise)
+    base, data = vrq.task_folders("cartpole_balance", budget, tmp_path)
+    assert (base, data) == (tmp_path / "cartpole_balance" / expected[0], tmp_path / "cartpole_balance" / expected[0] /
+                            expected[1])
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_viper_reward_quality_records_expert_videos_with_the_expert_noise(tmp_path, monkeypatch, noise):
+    from dataclasses import replace
+
+    import numpy as np
+    import viper_reward_quality as vrq
+
+    import worldrl.oracles
+
+    oracle = lambda obs: np.full(1, 0.5, dtype=np.float32)  # noqa: E731
+    monkeypatch.setattr(worldrl.oracles, "as_policy", lambda name, space, **kwargs: oracle)
+    recorded = []
+
+    class Recorded(Exception):
+        pass
+
+    def record(task, policy, *args, **kwargs):
+        recorded.append(policy)
+        raise Recorded
+
+    monkeypatch.setattr(vrq, "record", record)
+    with pytest.raises(Recorded):
+        vrq.experts("cartpole_balance", tmp_path / "oracle", replace(vrq.MODES["quick"], expert_noise=noise), tmp_path)
+    actions = np.stack([recorded[0](None) for _ in range(200)])
+    assert np.all((-1 <= actions) & (actions <= 1))
+    if noise == 0:
+        assert recorded[0] is oracle
+    else:
+        assert 0.2 < actions.std() < 0.4 and abs(np.median(actions) - 0.5) < 0.1
