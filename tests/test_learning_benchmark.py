@@ -92,12 +92,13 @@ def test_viper_action_repeat_is_the_expert_oracles_times_the_video_models_frame_
 def test_viper_policy_scores_plays_each_policy_on_the_same_seeds(tmp_path, monkeypatch, viper_model_dir):
     import json
 
+    import numpy as np
     import viper_policy_scores
 
     out = tmp_path / "scores.json"
     monkeypatch.setattr(sys, "argv", ["viper_policy_scores.py", "--video-model", str(viper_model_dir), "--size", "32",
                                       "--policies", "zero", "push", "hang", "--episodes", "2", "--max-steps", "60",
-                                      "--out", str(out)])
+                                      "--per-frame", "--out", str(out)])
     assert viper_policy_scores.main() == 0
     result = json.loads(out.read_text())
     zero, push = result["policies"]["zero"], result["policies"]["push"]
@@ -107,6 +108,18 @@ def test_viper_policy_scores_plays_each_policy_on_the_same_seeds(tmp_path, monke
     assert all(e["viper_logp_per_frame"] < 0 for e in zero["episodes"] + push["episodes"])
     hang = result["policies"]["hang"]  # the pole hangs at rest: the task pays nothing and nothing moves
     assert hang["task_return_mean"] < 1.0 and max(e["max_abs_cart_x"] for e in hang["episodes"]) < 0.01
+    assert hang["upright_fraction_mean"] == 0.0 and hang["viper_logp_upright_mean"] is None
+    assert zero["upright_fraction_mean"] > 0.3  # the pole starts near upright and swings back up without friction
+    episodes = [(episode, 60) for episode in zero["episodes"]] + [(episode, 59) for episode in hang["episodes"]]
+    for episode, steps in episodes:  # hang spends its first step setting the pole down
+        frames = episode["frames"]
+        assert {len(values) for values in frames.values()} == {steps}
+        assert max(frames["abs_action"]) == 0.0
+        assert np.isclose(sum(frames["task_reward"]), episode["task_return"], atol=0.01)
+        assert np.isclose(np.mean(frames["viper_logp"]), episode["viper_logp_per_frame"], atol=1e-3)
+        upright = np.asarray(frames["pole_cos"]) > viper_policy_scores.UPRIGHT_COS
+        assert np.isclose(upright.mean(), episode["upright_fraction"], atol=0.02)  # cosines rounded
+    assert max(push["episodes"][0]["frames"]["abs_action"]) == 1.0
 
 
 @pytest.mark.parametrize(("repeat", "noise", "expected"), [(2, 0.0, ("sac10000", "ep500")),
