@@ -1,11 +1,14 @@
-"""What every benchmark records: the machine it ran on."""
+"""What every benchmark records: the machine it ran on, and paths relative to the repository."""
 
 from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> dict:
@@ -28,3 +31,9 @@ def machine() -> dict:
         "mujoco_gl": os.environ.get("MUJOCO_GL"),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def shown(path: str | Path) -> str:
+    """``path`` relative to the repository when it is inside it, so result JSONs hold no home folders."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)

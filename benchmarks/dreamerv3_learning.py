@@ -51,7 +51,7 @@ from typing import Any
 
 import learning
 import torch
-from common import machine
+from common import machine, shown
 from learning import fill_defaults, first_reaching, plot_curves, train_run
 
 from worldrl.config import apply_overrides, load_yaml
@@ -161,7 +161,7 @@ def main() -> int:
         for point in run["curve"]:
             point["env_steps"] = point["step"]
         runs[task + (f"_{tag}" if tag else "")] = {"task": task, "tag": tag, "env": TASKS[task]["id"],
-                                                   "frames_per_step": repeat, "run": str(path), "config": config,
+                                                   "frames_per_step": repeat, "run": shown(path), "config": config,
                                                    **run}
     carried = learning.carry_over(out, runs)
     summary: dict[str, Any] = {}

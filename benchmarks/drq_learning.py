@@ -54,7 +54,7 @@ from typing import Any
 
 import learning
 import torch
-from common import machine
+from common import machine, shown
 from learning import fill_defaults, first_reaching, plot_curves, train_run
 
 from worldrl.config import apply_overrides, load_yaml
@@ -134,7 +134,7 @@ def oracle_return(path: Path) -> dict[str, Any] | None:
     entry = json.loads(file.read_text())
     repeat = (entry.get("env_kwargs") or {}).get("action_repeat", EXPERT_REPEAT)
     return {"mean": entry["eval"]["mean"], "std": entry["eval"]["std"], "steps": entry["steps"],
-            "action_repeat": repeat, "file": str(file.relative_to(ROOT) if file.is_relative_to(ROOT) else file)}
+            "action_repeat": repeat, "file": shown(file)}
 
 
 def video_model_oracle(video_model: Path) -> dict[str, Any] | None:
@@ -232,7 +232,7 @@ def main() -> int:
     for name, path in finished_runs(folder, args.seed).items():
         config = load_yaml(path / "config.yaml")
         repeat = config["env"]["kwargs"]["action_repeat"]
-        runs[name] = {"action_repeat": repeat, "frames": config["train"]["steps"] * repeat, "run": str(path),
+        runs[name] = {"action_repeat": repeat, "frames": config["train"]["steps"] * repeat, "run": shown(path),
                       "config": config, **train_run(config, path, repeat, args.device)}
     previous_oracle = carried_oracle(out)
     carried = learning.carry_over(out, runs)

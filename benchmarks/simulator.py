@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import machine
+from common import machine, shown
 
 from worldrl.config import apply_overrides, load_yaml
 
@@ -108,11 +108,6 @@ MODES = {
     "quick": Budget(backends=BACKENDS, presets=("cpu",), batches=(1, 16), min_seconds=0.5, real_steps=50,
                     tokenizer_steps=20, video_steps=10, batch_size=8, windows_per_episode=2),
 }
-
-
-def shown(path: Path) -> str:
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 # Speed ----------------------------------------------------------------------------------------------------------------

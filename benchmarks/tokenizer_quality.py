@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import machine
+from common import machine, shown
 
 from worldrl.config import apply_overrides, load_yaml
 
@@ -94,12 +94,6 @@ MODES = {
     "quick": Budget(oracle_steps=1_000, oracle_eval_episodes=5, episodes=4, tokenizer_steps=20, batch_size=16,
                     eval_batches=4),
 }
-
-
-def shown(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (so the JSON holds no home folders)."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def env_id(task: str) -> str:

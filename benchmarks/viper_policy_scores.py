@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import machine
+from common import machine, shown
 from drq_learning import ENV, VIDEO_MODEL, video_model_oracle, viper_action_repeat
 from learning import eval_curve
 
@@ -140,7 +140,7 @@ def score(name: str, video_model: Path, repeat: int, seeds: list[int], size: int
     return episodes
 
 
-def shown(value: float | None) -> str:
+def nats(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
@@ -184,9 +184,9 @@ def main() -> int:
         row = rows[name]
         print(f"{name[-40:]:40} {row['task_return_mean']:12.1f} {row['viper_logp_per_frame_mean']:17.1f} "
               f"{max(e['max_abs_cart_x'] for e in episodes):8.2f} {row['upright_fraction_mean']:8.2f} "
-              f"{shown(row['viper_logp_upright_mean']):>13} {shown(row['viper_logp_not_upright_mean']):>9}", flush=True)
+              f"{nats(row['viper_logp_upright_mean']):>13} {nats(row['viper_logp_not_upright_mean']):>9}", flush=True)
     result = {"command": " ".join(["python", *sys.argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "machine": machine(), "env": ENV, "video_model": str(args.video_model),
+              "machine": machine(), "env": ENV, "video_model": shown(args.video_model),
               "video_model_oracle": video_model_oracle(args.video_model), "action_repeat": repeat, "seeds": seeds,
               "context": args.context,
               "note": "VIPER: mean over frames t >= 1 of ln p(x_t | context) under the video model, nats (fp32); "

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import machine
+from common import machine, shown
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "viper_reward_quality.json"
@@ -268,13 +268,6 @@ def scores(video_dir: Path, sets: dict[str, Path], frame_skip: int = 1) -> dict[
             "frames_scored": [int(np.isfinite(lp).sum()) for lp in logps],
         }
     return {"sets": out}
-
-
-def shown(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (so the JSON holds no home folders)."""
-    from tokenizer_quality import shown as relative
-
-    return relative(path)
 
 
 # One task -----------------------------------------------------------------------------------------------------------

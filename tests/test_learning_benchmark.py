@@ -166,3 +166,10 @@ def test_viper_reward_quality_records_expert_videos_with_the_expert_noise(tmp_pa
         assert recorded[0] is oracle
     else:
         assert 0.2 < actions.std() < 0.4 and abs(np.median(actions) - 0.5) < 0.1
+
+
+def test_benchmark_results_name_paths_inside_the_repository_relative_to_it(tmp_path):
+    from common import ROOT, shown
+
+    assert shown(ROOT / "runs" / "bench_drq_learning" / ".." / "x") == str(Path("runs") / "x")
+    assert shown(tmp_path / "run") == str((tmp_path / "run").resolve())
