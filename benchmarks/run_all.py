@@ -146,7 +146,8 @@ def drq_learning_rows(data: dict) -> list[Row]:
             fraction = f"; {done['fraction_of_oracle_best']:.0%} of oracle{oracle}"
         random = randoms.get(str(run["action_repeat"]))
         random_text = (f", random {random['mean']:.0f}" if random else "") + zero_text
-        rows.append((f"drq {name} (action repeat {run['action_repeat']}, {run['frames'] // 1000}k frames, "
+        agent = run.get("config", {}).get("agent", {}).get("type", "drq")
+        rows.append((f"{agent} {name} (action repeat {run['action_repeat']}, {run['frames'] // 1000}k frames, "
                      f"{run['wall_s'] / 60:.0f} min{random_text}): eval task return by frames",
                      f"{_curve_text(run['curve'])}{fraction}", target, *measured_where(run)))
     rows += [(f"drq {name}", f"not run: {why}", "-") for name, why in data.get("runs_not_run", {}).items()]
