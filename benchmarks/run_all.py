@@ -144,6 +144,8 @@ def drq_learning_rows(data: dict) -> list[Row]:
         if "fraction_of_oracle_best" in done:
             oracle = f" {done['oracle']:.0f}" if "oracle" in done else ""
             fraction = f"; {done['fraction_of_oracle_best']:.0%} of oracle{oracle}"
+            if done.get("frames_to_target") is not None:
+                fraction += f", target first reached at {done['frames_to_target'] / 1000:g}k frames"
         random = randoms.get(str(run["action_repeat"]))
         random_text = (f", random {random['mean']:.0f}" if random else "") + zero_text
         agent = run.get("config", {}).get("agent", {}).get("type", "drq")

@@ -68,6 +68,28 @@ def test_drq_learning_set_overrides_only_the_variant_it_trains(monkeypatch):
     assert drq_learning.run_config(drq_learning.parse_args(), "task")[0]["agent"].get("n_step", 1) == 1
 
 
+@pytest.mark.parametrize(("frames", "capacity"), [(100_000, 12_500), (300_000, 12_500), (40_000, 5_000)])
+def test_drq_learning_replay_holds_the_latest_100k_frames(monkeypatch, frames, capacity):
+    import drq_learning
+
+    monkeypatch.setattr(sys, "argv", ["drq_learning.py", "--only", "task", "--task-frames", str(frames)])
+    config, repeat = drq_learning.run_config(drq_learning.parse_args(), "task")
+    assert repeat == 8 and config["train"]["steps"] == frames // 8
+    assert config["train"]["replay_capacity"] == capacity
+
+
+def test_drq_learning_viper_summary_reports_when_the_target_is_first_reached():
+    import drq_learning
+
+    curve = [{"frames": 10_000 * i, "task_return": r} for i, r in enumerate([300, 690, 710, 400, 980], 1)]
+    summary = drq_learning.viper_summary(curve, oracle=1000.0)
+    assert summary["frames_to_target"] == 30_000 and summary["met"]
+    assert summary["best_return"] == 980 and summary["fraction_of_oracle_final"] == 0.98
+    missed = drq_learning.viper_summary(curve[:2], oracle=1000.0)
+    assert missed["frames_to_target"] is None and not missed["met"]
+    assert missed["fraction_of_oracle_best"] == 0.69
+
+
 @pytest.mark.parametrize(("oracle_kwargs", "frame_skip", "expected"), [({}, 1, 2), ({}, 4, 8),
                                                                          ({"action_repeat": 8}, 1, 8)])
 def test_viper_action_repeat_is_the_expert_oracles_times_the_video_models_frame_skip(
