@@ -313,7 +313,8 @@ def main() -> int:
     lines["zero action (do nothing)"] = reference["zero_action"]["mean"]
     for run in runs.values():
         if run.get("oracle"):
-            lines[f"oracle ({run['oracle'].get('carried_from', '')[:10] or 'this checkout'})"] = run["oracle"]["mean"]
+            when = run["oracle"].get("carried_from", "")[:10] or "this checkout"
+            lines[f"oracle {run['oracle']['mean']:.0f} ({when})"] = run["oracle"]["mean"]
     plot_curves({name: run["curve"] for name, run in runs.items()}, out.with_suffix(".png"),
                 "DrQ on cartpole_balance (pixels)", lines)
     print(f"\n{'run':26} {'frames':>7} {'best':>7} {'final':>7} {'wall s':>7}")

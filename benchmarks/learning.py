@@ -125,6 +125,10 @@ def first_reaching(curve: list[dict[str, float]], target: float) -> int | None:
     return next((point["frames"] for point in curve if point["task_return"] >= target), None)
 
 
+LEGEND_INSIDE_MAX = 6
+"""Curves a panel's legend may list inside the axes; more go beside them."""
+
+
 def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title: str,
                 lines: Mapping[str, float] = {}, xlabel: str = "env frames",
                 panel: Callable[[str], str] | None = None) -> None:
@@ -135,7 +139,8 @@ def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title:
 
     panel = panel or (lambda name: title)
     names = list(dict.fromkeys(panel(name) for name in curves))
-    figure = Figure(figsize=(6 * len(names), 4))
+    wide = any(sum(panel(name) == panel_name for name in curves) > LEGEND_INSIDE_MAX for panel_name in names)
+    figure = Figure(figsize=((9 if wide else 6) * len(names), 4 + 2 * wide))
     for index, panel_name in enumerate(names):
         axes = figure.add_subplot(1, len(names), index + 1)
         for name, curve in curves.items():
@@ -150,7 +155,10 @@ def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title:
         axes.set_xlabel(xlabel)
         axes.set_ylabel("evaluation task return")
         axes.set_title(panel_name)
-        axes.legend(loc="best", fontsize=8)
+        if len(axes.get_lines()) > LEGEND_INSIDE_MAX:  # a legend this long would hide the curves
+            axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+        else:
+            axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

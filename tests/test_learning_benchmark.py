@@ -195,3 +195,17 @@ def test_benchmark_results_name_paths_inside_the_repository_relative_to_it(tmp_p
 
     assert shown(ROOT / "runs" / "bench_drq_learning" / ".." / "x") == str(Path("runs") / "x")
     assert shown(tmp_path / "run") == str((tmp_path / "run").resolve())
+
+
+def test_plot_curves_moves_a_long_legend_beside_the_axes(tmp_path):
+    from learning import LEGEND_INSIDE_MAX, plot_curves
+    from matplotlib.image import imread
+
+    def curves(count: int) -> dict:
+        return {f"run{i}": [{"frames": 1000, "task_return": i}, {"frames": 2000, "task_return": 2 * i}]
+                for i in range(count)}
+
+    plot_curves(curves(2), tmp_path / "few.png", "few", {"oracle": 5.0})
+    plot_curves(curves(LEGEND_INSIDE_MAX + 1), tmp_path / "many.png", "many", {"oracle": 5.0})
+    few, many = imread(tmp_path / "few.png"), imread(tmp_path / "many.png")
+    assert many.shape[1] > few.shape[1] and many.shape[0] > few.shape[0]
