@@ -21,8 +21,9 @@ Two runs of ``worldrl train-agent --agent drq`` (through
     setting), for
     ``--viper-frames`` frames. Target: a task return >= 70% of the oracle's
     (the SAC state oracle whose episodes made the expert videos). The runs
-    that reach it (at 180k and 190k frames) score each frame alone on a model
-    of noisy expert videos at action repeat 8::
+    that reach it (at 160k-190k frames) use a model of noisy expert videos at
+    action repeat 8 (``--set env.viper.context=0``, each frame scored alone,
+    or the full context, ``--tag ar8noisyexperts``)::
 
         python benchmarks/viper_reward_quality.py --tasks cartpole_balance --action-repeat 8 \
             --expert-noise 0.3 --pool 40 --top-k 32 --video-steps 1500
