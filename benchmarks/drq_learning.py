@@ -33,8 +33,8 @@ Two runs of ``worldrl train-agent --agent drq`` (through
             --set env.viper.context=0 --tag noisy-context0 --seed 0
 
 The networks are the CPU DrQ preset (``configs/agents/drq_cpu.yaml``:
-channels 16-32-64-64, MLPs 128x128, batch 64) with one update per agent step and a replay of the latest 100k frames,
-so the runs fit this 2-core CPU; the Table E.4 preset runs the same code
+channels 16-32-64-64, MLPs 128x128, batch 64) with one update per agent step
+and a replay of the latest 100k frames, so the runs fit this 2-core CPU; the Table E.4 preset runs the same code
 (``--preset configs/agents/drq.yaml``) about 4x slower per update. Evaluation:
 ``--eval-episodes`` deterministic episodes every 10k frames, scored on the task
 reward. For reference: a random policy's return at each run's action repeat,

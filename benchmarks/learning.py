@@ -139,7 +139,9 @@ def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title:
 
     panel = panel or (lambda name: title)
     names = list(dict.fromkeys(panel(name) for name in curves))
-    wide = any(sum(panel(name) == panel_name for name in curves) > LEGEND_INSIDE_MAX for panel_name in names)
+    long_legend = {panel_name: sum(panel(name) == panel_name for name in curves) > LEGEND_INSIDE_MAX
+                   for panel_name in names}
+    wide = any(long_legend.values())
     figure = Figure(figsize=((9 if wide else 6) * len(names), 4 + 2 * wide))
     for index, panel_name in enumerate(names):
         axes = figure.add_subplot(1, len(names), index + 1)
@@ -155,7 +157,7 @@ def plot_curves(curves: Mapping[str, list[dict[str, float]]], path: Path, title:
         axes.set_xlabel(xlabel)
         axes.set_ylabel("evaluation task return")
         axes.set_title(panel_name)
-        if len(axes.get_lines()) > LEGEND_INSIDE_MAX:  # a legend this long would hide the curves
+        if long_legend[panel_name]:  # inside, a legend this long would hide the curves
             axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
         else:
             axes.legend(loc="best", fontsize=8)
